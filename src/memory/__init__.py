@@ -1,0 +1,36 @@
+"""memory: a fail-open persistence sidecar for chat and agent pipelines.
+
+Storage trouble never reaches the caller: appends are journaled locally and acknowledged at
+once, a background writer drains them into SQLite or MySQL, and nothing is lost on outages or
+crashes. See the README for the full contract.
+"""
+
+from ._config import (Config, DatabaseConfig, FailureQueueConfig, LoggingConfig, VaultConfig, load_config,
+                      mask_dsn)
+from ._errors import (ConfigError, InvalidKeyError, MemoryServiceError, StoreError, StoreRejected,
+                      StoreUnavailable)
+from ._ids import IdGenerator
+from ._records import EventRecord, TurnRecord
+from ._service import MemoryService
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DatabaseConfig",
+    "EventRecord",
+    "FailureQueueConfig",
+    "IdGenerator",
+    "InvalidKeyError",
+    "LoggingConfig",
+    "MemoryService",
+    "MemoryServiceError",
+    "StoreError",
+    "StoreRejected",
+    "StoreUnavailable",
+    "TurnRecord",
+    "VaultConfig",
+    "load_config",
+    "mask_dsn",
+]

@@ -1,0 +1,321 @@
+"""Configuration: YAML (or a mapping) → validated, typed, immutable objects.
+
+Loading happens once; everything downstream receives typed objects and never re-reads YAML.
+
+* ``${VAR}`` and ``${VAR:-default}`` are substituted in string values after parsing.
+* ``MEMORY_DATABASE_DSN`` (or ``database.dsn_env`` naming another variable) overrides the DSN,
+  so no secret has to live in the file.
+* Relative paths (SQLite file, vault root, queue folder) resolve against the folder holding
+  the config file, or the current directory for a mapping; the service never depends on the
+  directory it happens to be started from.
+* A bad value raises one :class:`ConfigError` naming file, key path, expectation and finding.
+  Unknown keys are logged as a warning naming them (a typo must not take memory down).
+* The DSN password never appears in a repr, a log line, a health report or an error message:
+  :attr:`DatabaseConfig.safe_dsn` is the only form that leaves this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy.engine import URL, make_url
+
+from ._errors import ConfigError
+
+log = logging.getLogger("memory.config")
+
+DSN_ENV = "MEMORY_DATABASE_DSN"
+FSYNC_POLICIES = ("always", "interval", "never")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatabaseConfig:
+    dsn: str = dataclasses.field(repr=False)
+    pool_size: int = 5
+    max_overflow: int = 10
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    write_timeout: float = 30.0
+    pool_recycle: int = 3600
+    sqlite_busy_timeout: float = 30.0
+
+    @property
+    def url(self) -> URL:
+        return make_url(self.dsn)
+
+    @property
+    def safe_dsn(self) -> str:
+        return mask_dsn(self.dsn)
+
+    @property
+    def dialect(self) -> str:
+        return self.url.get_backend_name()
+
+    def __repr__(self) -> str:
+        return (f"DatabaseConfig(dsn={self.safe_dsn!r}, pool_size={self.pool_size}, "
+                f"max_overflow={self.max_overflow}, connect_timeout={self.connect_timeout})")
+
+
+@dataclasses.dataclass(frozen=True)
+class VaultConfig:
+    root_path: Path
+    watch: bool = True
+    debounce_ms: int = 200
+    max_file_size_kb: int = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class FailureQueueConfig:
+    path: Path
+    max_in_memory: int = 10_000
+    spill_batch_size: int = 1_000
+    batch_size: int = 1_000
+    flush_interval_ms: int = 50
+    max_dump_file_size_mb: float = 16.0
+    max_dump_backups: int = 0
+    max_disk_mb: float = 1024.0
+    max_retries: int = 5
+    retry_base_delay_s: float = 0.2
+    retry_max_delay_s: float = 30.0
+    breaker_threshold: int = 3
+    fsync: str = "interval"
+    fsync_interval_ms: int = 200
+    dead_letter_max_mb: float = 64.0
+
+
+@dataclasses.dataclass(frozen=True)
+class LoggingConfig:
+    level: str = "WARNING"
+    warn_interval_s: float = 30.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    database: DatabaseConfig
+    vault: VaultConfig
+    failure_queue: FailureQueueConfig
+    logging: LoggingConfig
+    vector: Mapping[str, Any]
+    graph: Mapping[str, Any]
+    decay: Mapping[str, Any]
+    health: Mapping[str, Any]
+    source: str = "<mapping>"
+    warnings: tuple[str, ...] = ()
+
+
+def mask_dsn(dsn: str) -> str:
+    """The DSN with its password replaced by ``***``; unparsable DSNs are masked wholesale."""
+    try:
+        url = make_url(dsn)
+    except Exception:  # noqa: BLE001 - never echo an unparsable secret
+        return "<unparsable dsn>"
+    return url.render_as_string(hide_password=True) if url.password else str(url)
+
+
+class _Reader:
+    """Walks one section, converting values and remembering which keys were used."""
+
+    def __init__(self, source: str, section: str, data: Any) -> None:
+        self.source, self.section = source, section
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            self.fail("", "a mapping", data)
+        self.data: Mapping[str, Any] = data
+        self.used: set[str] = set()
+
+    def fail(self, key: str, expected: str, found: Any) -> None:
+        path = f"{self.section}.{key}" if key else self.section
+        raise ConfigError(f"{self.source}: {path}: expected {expected}, got {found!r}",
+                          source=self.source, key=path)
+
+    def raw(self, key: str, default: Any) -> Any:
+        self.used.add(key)
+        value = self.data.get(key, default)
+        return default if value is None else value
+
+    def int(self, key: str, default: int, minimum: int = 0) -> int:
+        value = self.raw(key, default)
+        if isinstance(value, bool):
+            self.fail(key, f"an integer >= {minimum}", value)
+        if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+            value = int(value)
+        if not isinstance(value, int) or value < minimum:
+            self.fail(key, f"an integer >= {minimum}", value)
+        return value
+
+    def float(self, key: str, default: float, minimum: float = 0.0, strict: bool = True) -> float:
+        value = self.raw(key, default)
+        expected = f"a number {'>' if strict else '>='} {minimum:g}"
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                self.fail(key, expected, value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(key, expected, value)
+        if value < minimum or (strict and value == minimum):
+            self.fail(key, expected, value)
+        return float(value)
+
+    def bool(self, key: str, default: bool) -> bool:
+        value = self.raw(key, default)
+        if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+            return value.strip().lower() in ("true", "yes", "on", "1")
+        if not isinstance(value, bool):
+            self.fail(key, "true or false", value)
+        return value
+
+    def str(self, key: str, default: str, choices: tuple[str, ...] = ()) -> str:
+        value = self.raw(key, default)
+        if not isinstance(value, str) or not value.strip():
+            self.fail(key, "a non-empty string", value)
+        if choices and value not in choices:
+            self.fail(key, "one of " + ", ".join(choices), value)
+        return value
+
+    def path(self, key: str, default: str, base: Path) -> Path:
+        return _resolve(base, self.str(key, default))
+
+    def unknown(self) -> list[str]:
+        return [f"{self.section}.{k}" for k in self.data if k not in self.used]
+
+
+def _resolve(base: Path, value: str) -> Path:
+    p = Path(os.path.expanduser(value))
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def _substitute(value: Any, source: str, key: str) -> Any:
+    if isinstance(value, str):
+        def repl(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            found = os.environ.get(name)
+            if found is not None and (found != "" or default is None):
+                return found
+            if default is not None:
+                return default
+            raise ConfigError(f"{source}: {key}: expected environment variable {name} to be set, "
+                              f"got nothing (use ${{{name}:-default}} for a fallback)",
+                              source=source, key=key)
+        return _VAR.sub(repl, value)
+    if isinstance(value, Mapping):
+        return {k: _substitute(v, source, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, source, f"{key}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _database(r: _Reader, base: Path) -> DatabaseConfig:
+    dsn_env = r.str("dsn_env", DSN_ENV)
+    dsn = os.environ.get(dsn_env) or r.str("dsn", "sqlite:///.memory/memory.db")
+    try:
+        url = make_url(dsn)
+    except Exception:  # noqa: BLE001 - the message must not echo the DSN (it may hold a password)
+        r.fail("dsn", "an SQLAlchemy URL such as sqlite:///path.db or mysql+pymysql://user@host/db",
+               "<unparsable dsn>")
+    backend = url.get_backend_name()
+    if backend not in ("sqlite", "mysql", "mariadb"):
+        r.fail("dsn", "a sqlite:// or mysql+pymysql:// URL", mask_dsn(dsn))
+    if backend == "sqlite" and url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+        url = url.set(database=str(_resolve(base, url.database)))
+    if backend in ("mysql", "mariadb"):
+        url = url.set(drivername="mysql+pymysql")
+        if "charset" not in url.query:
+            url = url.update_query_dict({"charset": "utf8mb4"})
+    return DatabaseConfig(
+        dsn=url.render_as_string(hide_password=False),
+        pool_size=r.int("pool_size", 5, 1),
+        max_overflow=r.int("max_overflow", 10, 0),
+        connect_timeout=r.float("connect_timeout", 5.0),
+        read_timeout=r.float("read_timeout", 30.0),
+        write_timeout=r.float("write_timeout", 30.0),
+        pool_recycle=r.int("pool_recycle", 3600, 1),
+        sqlite_busy_timeout=r.float("sqlite_busy_timeout", 30.0),
+    )
+
+
+def _failure_queue(r: _Reader, base: Path) -> FailureQueueConfig:
+    return FailureQueueConfig(
+        path=r.path("path", ".memory/queue", base),
+        max_in_memory=r.int("max_in_memory", 10_000, 1),
+        spill_batch_size=r.int("spill_batch_size", 1_000, 1),
+        batch_size=r.int("batch_size", 1_000, 1),
+        flush_interval_ms=r.int("flush_interval_ms", 50, 1),
+        max_dump_file_size_mb=r.float("max_dump_file_size_mb", 16.0),
+        max_dump_backups=r.int("max_dump_backups", 0, 0),
+        max_disk_mb=r.float("max_disk_mb", 1024.0),
+        max_retries=r.int("max_retries", 5, 1),
+        retry_base_delay_s=r.float("retry_base_delay_s", 0.2),
+        retry_max_delay_s=r.float("retry_max_delay_s", 30.0),
+        breaker_threshold=r.int("breaker_threshold", 3, 1),
+        fsync=r.str("fsync", "interval", FSYNC_POLICIES),
+        fsync_interval_ms=r.int("fsync_interval_ms", 200, 1),
+        dead_letter_max_mb=r.float("dead_letter_max_mb", 64.0),
+    )
+
+
+_SECTIONS = ("database", "vault", "vector", "failure_queue", "graph", "decay", "health", "logging")
+
+
+def parse_config(data: Any, *, source: str = "<mapping>", base_dir: Path | None = None) -> Config:
+    """Validate a mapping (already parsed YAML) into a :class:`Config`."""
+    base = (base_dir or Path.cwd()).resolve()
+    if data is None:
+        raise ConfigError(f"{source}: expected a YAML mapping with sections such as 'database', "
+                          "got an empty document", source=source)
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: <root>: expected a mapping of sections, got {type(data).__name__}",
+                          source=source)
+    data = _substitute(dict(data), source, "")
+    readers = {name: _Reader(source, name, data.get(name)) for name in _SECTIONS}
+    database = _database(readers["database"], base)
+    v = readers["vault"]
+    vault = VaultConfig(root_path=v.path("root_path", "vault", base), watch=v.bool("watch", True),
+                        debounce_ms=v.int("debounce_ms", 200, 0),
+                        max_file_size_kb=v.int("max_file_size_kb", 1024, 1))
+    fq = _failure_queue(readers["failure_queue"], base)
+    lg = readers["logging"]
+    logging_cfg = LoggingConfig(level=lg.str("level", "WARNING", ("DEBUG", "INFO", "WARNING", "ERROR")),
+                                warn_interval_s=lg.float("warn_interval_s", 30.0, 0.0, strict=False))
+    free = {name: dict(readers[name].data) for name in ("vector", "graph", "decay", "health")}
+    unknown = [k for k in data if k not in _SECTIONS]
+    for name in ("database", "vault", "failure_queue", "logging"):
+        unknown += readers[name].unknown()
+    if unknown:
+        log.warning("%s: unknown config keys ignored (typo?): %s", source, ", ".join(map(str, unknown)))
+    return Config(database=database, vault=vault, failure_queue=fq, logging=logging_cfg,
+                  source=source, warnings=tuple(map(str, unknown)), **free)
+
+
+def load_config(path_or_mapping: str | os.PathLike[str] | Mapping[str, Any]) -> Config:
+    """Load and validate a config file (or mapping). Raises :class:`ConfigError` on any problem."""
+    if isinstance(path_or_mapping, Mapping):
+        return parse_config(path_or_mapping)
+    path = Path(path_or_mapping)
+    source = str(path_or_mapping)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: config file not found (looked in {path.resolve()})", source=source) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: cannot read config file: {exc}", source=source) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{source}: invalid YAML{where}: {problem}", source=source) from None
+    if data is None:
+        raise ConfigError(f"{source}: the config file is empty; expected sections such as 'database' "
+                          "and 'failure_queue' (see config/memory.yaml in the project)", source=source)
+    return parse_config(data, source=source, base_dir=path.resolve().parent)

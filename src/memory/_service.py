@@ -1,0 +1,215 @@
+"""MemoryService: the fail-open boundary between a chat core and storage.
+
+The write methods (``append_event``, ``append_turn``, ``finish_turn``) never raise and never
+wait on the database: they coerce, assign a time-ordered id, append one framed record to the
+local journal (the record is then acknowledged and survives ``kill -9``), and return. A
+background writer drains the journal into the database. Reads merge what is still pending in
+memory (L1) with the database (L2), deduplicated by id, so a record appended a moment ago is
+visible whether or not it has been written yet.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import logging
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from os import PathLike
+from typing import Any, TypeVar
+
+from ._config import Config, load_config
+from ._errors import StoreError
+from ._ids import IdGenerator
+from ._records import (EVENT, FINISH, STATUS_RUNNING, TURN, EventRecord, TurnRecord, event_from_row, to_json,
+                       to_key, to_status, turn_from_row)
+from .queue._writer import RateLimitedLog, WriteQueue
+from .store import SqlStore, create_store
+
+log = logging.getLogger("memory.service")
+T = TypeVar("T")
+
+
+def _close_at_exit(ref: weakref.ReferenceType[MemoryService]) -> None:
+    service = ref()
+    if service is not None:
+        service.close(timeout=5.0)
+
+
+class MemoryService:
+    """Persistence for events, turns and the vault, behind a contract that never fails the caller."""
+
+    def __init__(self, config: Config, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self._clock = clock
+        self._ids = IdGenerator()
+        self._warn = RateLimitedLog(log, config.logging.warn_interval_s, clock)
+        self._closed = False
+        self.store: SqlStore = create_store(config.database)
+        self.queue = WriteQueue(config.failure_queue, self.store, clock=clock,
+                                warn_interval=config.logging.warn_interval_s)
+        self.queue.start()
+        self._atexit_hook = functools.partial(_close_at_exit, weakref.ref(self))
+        atexit.register(self._atexit_hook)
+
+    @classmethod
+    def from_config(cls, path_or_mapping: str | PathLike[str] | Mapping[str, Any] = "config/memory.yaml",
+                    **kwargs: Any) -> MemoryService:
+        """Build from a YAML file or a mapping. Raises ConfigError for an invalid config only."""
+        return cls(load_config(path_or_mapping), **kwargs)
+
+    def __enter__(self) -> MemoryService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<MemoryService {self.config.database.safe_dsn} queue={self.queue.slot.path}>"
+
+    # -- writes: never raise ---------------------------------------------------------------------------
+    def append_event(self, obs: Any, session_key: Any, gate_result: Any = None, meta: Any = None) -> EventRecord:
+        """Record one inbound observation. Returns at once with the stored form; never raises."""
+        try:
+            rec = EventRecord(self._ids.new_id(), time.time(), to_key(session_key), to_json(obs),
+                              None if gate_result is None else to_json(gate_result),
+                              None if meta is None else to_json(meta))
+            self.queue.submit(EVENT, (rec.event_id, rec.ts, rec.session_key, rec.obs_json, rec.gate_json,
+                                      rec.meta_json))
+            return rec
+        except Exception as exc:  # noqa: BLE001 - the caller's flow must never see our failure
+            self._warn.warning("append", "append_event failed internally: %s", exc)
+            return EventRecord(self._ids.new_id(), time.time(), "", "null")
+
+    def append_turn(self, session_key: Any, input_event_id: Any, plan: Any = None, meta: Any = None) -> TurnRecord:
+        """Start one agent turn (status ``running``). Never raises."""
+        try:
+            rec = TurnRecord(self._ids.new_id(), to_key(session_key),
+                             None if input_event_id is None else to_key(input_event_id),
+                             None if plan is None else to_json(plan), None if meta is None else to_json(meta),
+                             STATUS_RUNNING, None, None, time.time(), None)
+            self.queue.submit(TURN, rec.row())
+            return rec
+        except Exception as exc:  # noqa: BLE001
+            self._warn.warning("append", "append_turn failed internally: %s", exc)
+            return TurnRecord(self._ids.new_id(), "", None)
+
+    def finish_turn(self, turn_id: Any, final_output_obs_id: Any = None, status: Any = "ok",
+                    error: Any = None) -> None:
+        """Finish a turn with ``ok`` or ``error``. ``error=None`` clears an earlier error. Never raises."""
+        try:
+            st, err = to_status(status, error)
+            out = None if final_output_obs_id is None else to_key(final_output_obs_id)
+            self.queue.submit(FINISH, (to_key(turn_id), st, err, out, time.time()))
+        except Exception as exc:  # noqa: BLE001
+            self._warn.warning("append", "finish_turn failed internally: %s", exc)
+
+    # -- reads: L1 (pending in memory) merged with L2 (database) ------------------------------------------
+    def _db(self, fn: Callable[[], T], default: T) -> T:
+        if self.queue.breaker.is_open or self._closed:
+            return default  # don't make a reader pay a connect timeout during a known outage
+        try:
+            return fn()
+        except StoreError as exc:
+            self._warn.warning("read", "database read failed, answering from memory only: %s", exc)
+            return default
+
+    def get_event(self, event_id: str) -> EventRecord | None:
+        for it in reversed(self.queue.pending_items()):
+            if it.kind == EVENT and it.row[0] == event_id:
+                return event_from_row(it.row)
+        row = self._db(lambda: self.store.get_event(event_id), None)
+        return event_from_row(row) if row else None
+
+    def get_recent_events(self, session_key: Any, limit: int = 20) -> list[EventRecord]:
+        """Up to ``limit`` events of a session, newest first, each id once."""
+        key = to_key(session_key)
+        found: dict[str, tuple[Any, ...]] = {}
+        for it in self.queue.pending_items():  # snapshot L1 *before* reading L2: nothing falls between
+            if it.kind == EVENT and it.row[2] == key:
+                found[it.row[0]] = it.row
+        for row in self._db(lambda: self.store.recent_events(key, limit), []):
+            found.setdefault(row[0], row)
+        ids = sorted(found, reverse=True)[: max(0, int(limit))]
+        return [event_from_row(found[i]) for i in ids]
+
+    def _pending_turns(self) -> tuple[dict[str, TurnRecord], dict[str, list[tuple[Any, ...]]]]:
+        turns: dict[str, TurnRecord] = {}
+        finishes: dict[str, list[tuple[Any, ...]]] = {}
+        for it in self.queue.pending_items():
+            if it.kind == TURN:
+                r = it.row
+                turns[r[0]] = TurnRecord(r[0], r[1], r[2], r[3], r[4], r[5], None, None, r[6], None)
+            elif it.kind == FINISH:
+                finishes.setdefault(it.row[0], []).append(it.row)
+        return turns, finishes
+
+    @staticmethod
+    def _apply(turn: TurnRecord, finishes: dict[str, list[tuple[Any, ...]]]) -> TurnRecord:
+        for fin in sorted(finishes.get(turn.turn_id, ()), key=lambda f: f[4]):
+            turn = turn.finished(fin)
+        return turn
+
+    def get_turn(self, turn_id: str) -> TurnRecord | None:
+        pending, finishes = self._pending_turns()
+        turn = pending.get(turn_id)
+        if turn is None:
+            row = self._db(lambda: self.store.get_turn(turn_id), None)
+            turn = turn_from_row(row) if row else None
+        return None if turn is None else self._apply(turn, finishes)
+
+    def get_recent_turns(self, session_key: Any, limit: int = 20) -> list[TurnRecord]:
+        """Up to ``limit`` turns of a session, newest first, each id once, pending finishes applied."""
+        key = to_key(session_key)
+        pending, finishes = self._pending_turns()
+        found = {t.turn_id: t for t in pending.values() if t.session_key == key}
+        for row in self._db(lambda: self.store.recent_turns(key, limit), []):
+            if row[0] not in found:
+                found[row[0]] = turn_from_row(row)
+        ids = sorted(found, reverse=True)[: max(0, int(limit))]
+        return [self._apply(found[i], finishes) for i in ids]
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+    def initialize(self) -> None:
+        """Bring the schema to head now (the writer also does this on its own). Raises StoreError."""
+        self.store.initialize()
+
+    def flush(self, timeout: float | None = 10.0) -> bool:
+        """Wait until every record accepted so far is committed or dead-lettered. True if so."""
+        return self.queue.flush(timeout)
+
+    def close(self, timeout: float | None = 5.0) -> bool:
+        """Flush what can be flushed within ``timeout``, then stop. Idempotent; also run at exit.
+
+        Whatever could not be written stays in the journal and is replayed by the next start.
+        """
+        if self._closed:
+            return True
+        self._closed = True
+        atexit.unregister(self._atexit_hook)
+        try:
+            ok = self.queue.close(timeout)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("close: queue shutdown failed: %s", exc)
+            ok = False
+        self.store.dispose()
+        return ok
+
+    def health(self) -> dict[str, Any]:
+        """Database reachability, what is pending and every counter of the write path."""
+        q = self.queue.stats()
+        if self._closed:
+            reachable = False
+        elif self.queue.breaker.is_open:
+            reachable = False
+        else:
+            reachable = self.store.ping()
+        degraded = (not reachable) or q["pending_disk"] > 0 or bool(q["dropped"]) or q["quarantined"] > 0
+        return {
+            "status": "closed" if self._closed else ("degraded" if degraded else "ok"),
+            "database": {"reachable": reachable, "dialect": self.store.dialect,
+                         "dsn": self.config.database.safe_dsn, "schema_ready": self.queue.initialized},
+            "pending": q["pending"],
+            "queue": q,
+        }

@@ -1,0 +1,92 @@
+"""The dead-letter file: JSON lines, one per record that failed ``max_retries`` times.
+
+Each line holds the record (``kind``, ``row``), ``reason``, ``attempts``, ``first_error``,
+``last_error``, ``first_failed_at``, ``last_failed_at`` and ``dead_at`` (epoch seconds). The file
+is bounded by ``failure_queue.dead_letter_max_mb``; a record that would exceed it is dropped
+and counted as ``dead_letter_full``. Ids already present are not written twice, so a replay
+after a crash cannot duplicate a dead letter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("memory.queue")
+
+KIND_NAMES = {1: "event", 2: "turn", 3: "finish"}
+
+
+def record_key(kind: int, row: tuple[Any, ...] | list[Any]) -> str:
+    """Identity of a record: a finish is keyed by its turn and timestamp (a turn may finish twice)."""
+    return f"{kind}:{row[0]}:{row[4]}" if kind == 3 else f"{kind}:{row[0]}"
+
+
+class DeadLetter:
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self.keys: set[str] = set()
+        self.size = 0
+        self.loaded = False
+
+    def load(self) -> None:
+        """Read the ids already dead-lettered (done by the writer thread, never the constructor)."""
+        self.keys = {record_key(e["kind"], e["row"]) for e in self.entries()}
+        self.loaded = True
+
+    def entries(self) -> Iterator[dict[str, Any]]:
+        """Every well-formed entry; malformed lines are skipped (and reported by ``check``)."""
+        try:
+            fh = open(self.path, encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return
+        with fh:
+            self.size = os.fstat(fh.fileno()).st_size
+            for line in fh:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    entry = json.loads(line)
+                    if isinstance(entry, dict) and entry["kind"] in KIND_NAMES and isinstance(entry["row"], list):
+                        yield entry
+
+    def add(self, entry: dict[str, Any]) -> str:
+        """Append an entry durably. Returns ``"written"``, ``"duplicate"`` or ``"full"``.
+
+        Raises ``OSError`` if the file cannot be written (the caller keeps the record).
+        """
+        key = record_key(entry["kind"], entry["row"])
+        line = (json.dumps(entry, ensure_ascii=False, default=str) + "\n").encode("utf-8", "replace")
+        with self._lock:
+            if key in self.keys:
+                return "duplicate"
+            if self.size + len(line) > self.max_bytes:
+                return "full"
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, line)
+                os.fsync(fd)  # the journal segment holding it may be deleted right after
+            finally:
+                os.close(fd)
+            self.size += len(line)
+            self.keys.add(key)
+        return "written"
+
+    def rewrite(self, keep: list[dict[str, Any]]) -> None:
+        """Replace the file with ``keep`` (used by requeue/purge), atomically."""
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with self._lock:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                for entry in keep:
+                    fh.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+            self.keys = {record_key(e["kind"], e["row"]) for e in keep}
+            self.size = self.path.stat().st_size

@@ -1,0 +1,287 @@
+"""The local journal: one process's append-only segments in a claimed slot folder.
+
+Layout of ``failure_queue.path``::
+
+    slot-0/                 claimed by one live process (``flock`` on slot-0/lock)
+      seg-000000000007.log  journal segments, oldest first
+      state.json            low watermark + lifetime counters (rewritten atomically)
+    slot-1/ ...             another process sharing the same config
+    quarantine/             damaged bytes and unknown files, never deleted automatically
+    dead-letter.jsonl       records that failed ``max_retries`` times
+
+A process claims the first slot no live process holds. Slots left behind by processes that
+are gone (their lock is free) are *adopted* at start-up: their segments are moved into the
+claimed slot after its own, so nothing waits for a process that will never come back.
+
+Durability: :meth:`Journal.append` is one ``os.write`` to an ``O_APPEND`` file, so an
+acknowledged record survives ``kill -9``. Power loss is bounded by the fsync policy:
+``always`` (fsync before returning), ``interval`` (the writer fsyncs every
+``fsync_interval_ms``: at most that window is lost), ``never`` (the OS decides, ~30 s).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ._segments import FILE_MAGIC, HEADER_LEN, check_header, parse_segment_name, segment_name
+
+log = logging.getLogger("memory.queue")
+
+STATE_FILE = "state.json"
+LOCK_FILE = "lock"
+DEAD_LETTER_FILE = "dead-letter.jsonl"
+QUARANTINE_DIR = "quarantine"
+
+
+def atomic_write_json(path: Path, data: Any, fsync: bool = False) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, separators=(",", ":"))
+        if fsync:
+            fh.flush()
+            os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def quarantine(root: Path, name: str, data: bytes | None = None, source: Path | None = None) -> Path | None:
+    """Keep damaged bytes (or move a whole unknown file) in ``root/quarantine``. Never raises."""
+    qdir = root / QUARANTINE_DIR
+    try:
+        qdir.mkdir(parents=True, exist_ok=True)
+        target = qdir / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{name}"
+        if source is not None:
+            shutil.move(str(source), target)
+        else:
+            with open(target, "wb") as fh:
+                fh.write(data or b"")
+        return target
+    except OSError as exc:
+        log.warning("could not quarantine %s: %s", name, exc)
+        return None
+
+
+class Slot:
+    """A claimed slot folder, exclusively ours while the lock is held."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.path, self._lock_fd = self._claim(root)
+
+    @staticmethod
+    def _try_lock(path: Path) -> int | None:
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return None
+        return fd
+
+    def _claim(self, root: Path) -> tuple[Path, int]:
+        n = 0
+        while True:
+            candidate = root / f"slot-{n}"
+            fd = self._try_lock(candidate)
+            if fd is not None:
+                return candidate, fd
+            n += 1
+
+    def adopt_orphans(self, next_id: int) -> int:
+        """Move segments of slots no live process holds into ours (ids from ``next_id``)."""
+        for other in sorted(self.root.glob("slot-*")):
+            if other == self.path or not other.is_dir():
+                continue
+            fd = self._try_lock(other)
+            if fd is None:
+                continue  # a live process owns it
+            try:
+                for seg in sorted(s for s in (parse_segment_name(p.name) for p in other.iterdir()) if s is not None):
+                    os.replace(other / segment_name(seg), self.path / segment_name(next_id))
+                    next_id += 1
+                with contextlib.suppress(OSError):
+                    (other / STATE_FILE).unlink()
+            except OSError as exc:
+                log.warning("could not adopt leftover queue %s: %s", other, exc)
+            finally:
+                os.close(fd)
+        return next_id
+
+    def release(self) -> None:
+        if self._lock_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)
+            self._lock_fd = -1
+
+
+class Journal:
+    """Append-only segments in one slot. ``append`` is thread-safe when the caller holds ``lock``."""
+
+    def __init__(self, slot: Slot, max_segment_bytes: int, fsync: str) -> None:
+        self.slot = slot
+        self.dir = slot.path
+        self.max_segment_bytes = max_segment_bytes
+        self.fsync_policy = fsync
+        self.lock = threading.Lock()
+        self.sizes: dict[int, int] = {}  # live segment id -> bytes
+        self.total = 0  # sum of sizes, kept current so the hot path never sums
+        self.unknown: list[Path] = []
+        for p in self.dir.iterdir():
+            seg = parse_segment_name(p.name)
+            if seg is not None:
+                self.sizes[seg] = self._size(p)
+            elif p.name not in (STATE_FILE, LOCK_FILE, STATE_FILE + ".tmp"):
+                self.unknown.append(p)
+        first_new = max(self.sizes, default=0) + 1
+        first_new = slot.adopt_orphans(first_new)
+        for p in self.dir.iterdir():
+            seg = parse_segment_name(p.name)
+            if seg is not None and seg not in self.sizes:
+                self.sizes[seg] = self._size(p)
+        self.total = sum(self.sizes.values())
+        self.first_new = first_new  # segments below this id were left by earlier runs
+        self.active = first_new - 1
+        self.fd = -1
+        self.dirty = False
+        self.last_sync = time.monotonic()
+        self.broken_until = 0.0
+
+    @staticmethod
+    def _size(p: Path) -> int:
+        try:
+            return p.stat().st_size
+        except OSError:
+            return 0
+
+    def path_of(self, seg: int) -> Path:
+        return self.dir / segment_name(seg)
+
+    def _open_next(self) -> None:
+        self._close_active()
+        seg = self.active + 1
+        fd = os.open(self.path_of(seg), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        try:
+            _write_all(fd, FILE_MAGIC)
+        except OSError:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(self.path_of(seg))
+            raise
+        self.fd, self.active = fd, seg
+        self.sizes[seg] = HEADER_LEN
+        self.total += HEADER_LEN
+
+    def _close_active(self) -> None:
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                if self.fsync_policy != "never":
+                    os.fsync(self.fd)
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1
+
+    def append(self, data: bytes) -> tuple[int, int, int]:
+        """Write one framed record; returns ``(segment, start, end)``. Raises ``OSError``.
+
+        Caller holds ``self.lock``. On a short or failed write the segment is truncated back
+        to the record boundary (or abandoned for a fresh one), so a failure never leaves a torn
+        frame in the middle of a segment.
+        """
+        size = self.sizes.get(self.active, 0)
+        if self.fd < 0 or (size > HEADER_LEN and size + len(data) > self.max_segment_bytes):
+            if time.monotonic() < self.broken_until:
+                raise OSError(errno.EIO, "journal unavailable (backing off after an error)")
+            try:
+                self._open_next()
+            except OSError:
+                self.broken_until = time.monotonic() + 1.0
+                raise
+        seg, start = self.active, self.sizes[self.active]
+        try:
+            _write_all(self.fd, data)
+        except OSError:
+            try:
+                os.ftruncate(self.fd, start)
+            except OSError:
+                self._close_active()  # cannot repair: never write after a torn frame
+            raise
+        end = start + len(data)
+        self.sizes[seg] = end
+        self.total += len(data)
+        if self.fsync_policy == "always":
+            os.fsync(self.fd)
+        else:
+            self.dirty = True
+        return seg, start, end
+
+    def sync(self) -> None:
+        """fsync the active segment if it has unsynced writes (``interval`` policy)."""
+        with self.lock:
+            fd, dirty = self.fd, self.dirty
+            self.dirty = False
+        if fd >= 0 and dirty:
+            with contextlib.suppress(OSError):
+                os.fsync(fd)
+        self.last_sync = time.monotonic()
+
+    def live_end(self, seg: int) -> int | None:
+        """Readable end of ``seg`` if it is the segment being appended to, else None."""
+        with self.lock:
+            return self.sizes.get(seg) if seg == self.active and self.fd >= 0 else None
+
+    def next_segment(self, seg: int) -> int | None:
+        with self.lock:
+            later = [s for s in self.sizes if s > seg]
+        return min(later) if later else None
+
+    def delete(self, seg: int) -> None:
+        with self.lock:
+            if seg == self.active:
+                return
+            self.total -= self.sizes.pop(seg, 0)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path_of(seg))
+
+    def segments(self) -> list[int]:
+        with self.lock:
+            return sorted(self.sizes)
+
+    def close(self) -> None:
+        with self.lock:
+            self._close_active()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        if n <= 0:
+            raise OSError(errno.EIO, "short write")
+        if n < len(view):
+            # A short write of an O_APPEND file means the disk is full; don't write the rest
+            # elsewhere, let append() truncate back to the record boundary.
+            raise OSError(errno.ENOSPC, "short write (disk full?)")
+        view = view[n:]
+
+
+def load_state(slot_dir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((slot_dir / STATE_FILE).read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def is_header_ok(path: Path) -> bool:
+    return check_header(path)

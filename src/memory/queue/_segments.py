@@ -1,0 +1,198 @@
+"""On-disk journal segments: framing, reading with resync, and quarantine of damage.
+
+A segment is ``seg-<12 digit id>.log``: an 8-byte file header ``MEMQSEG1`` followed by records.
+Each record is framed as::
+
+    0xA7 | u32 length | u32 crc32(payload) | payload (length bytes, UTF-8 JSON array)
+
+Reading never raises on damage. A torn tail, a zero-filled tail, a flipped bit or garbage
+between records is reported as a :class:`Damage` range; the reader resynchronizes by
+scanning for the next frame whose length and checksum are valid, so every intact record
+before *and after* the damage is recovered. The caller copies each damaged range to the
+quarantine folder and counts it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import struct
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+FILE_MAGIC = b"MEMQSEG1"
+HEADER_LEN = len(FILE_MAGIC)
+REC_MAGIC = 0xA7
+_FRAME = struct.Struct("<BII")
+FRAME_LEN = _FRAME.size
+MAX_RECORD = 64 * 1024 * 1024
+SEG_PREFIX, SEG_SUFFIX = "seg-", ".log"
+
+
+def segment_name(seg_id: int) -> str:
+    return f"{SEG_PREFIX}{seg_id:012d}{SEG_SUFFIX}"
+
+
+def parse_segment_name(name: str) -> int | None:
+    if name.startswith(SEG_PREFIX) and name.endswith(SEG_SUFFIX):
+        digits = name[len(SEG_PREFIX):-len(SEG_SUFFIX)]
+        if len(digits) == 12 and digits.isdigit():
+            return int(digits)
+    return None
+
+
+def frame(payload: bytes) -> bytes:
+    return _FRAME.pack(REC_MAGIC, len(payload), zlib.crc32(payload)) + payload
+
+
+def encode(kind: int, row: tuple[Any, ...]) -> tuple[bytes, tuple[Any, ...]]:
+    """Frame a record; returns the bytes and the row actually framed.
+
+    A lone surrogate in any text field cannot be encoded as UTF-8 (nor stored by a database);
+    such fields are repaired with U+FFFD-style replacement rather than failing the append.
+    """
+    text = json.dumps([kind, *row], ensure_ascii=False, separators=(",", ":"))
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        row = tuple(v.encode("utf-8", "replace").decode("utf-8") if isinstance(v, str) else v for v in row)
+        data = json.dumps([kind, *row], ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return frame(data), row
+
+
+def decode(payload: bytes) -> tuple[int, tuple[Any, ...]]:
+    items = json.loads(payload)
+    return int(items[0]), tuple(items[1:])
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Record:
+    seg: int
+    offset: int
+    end: int
+    kind: int
+    row: tuple[Any, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Damage:
+    seg: int
+    start: int
+    end: int
+    reason: str
+
+
+def _valid_at(buf: bytes, i: int) -> int:
+    """Length of a valid frame starting at ``buf[i]``, or 0."""
+    if i + FRAME_LEN > len(buf) or buf[i] != REC_MAGIC:
+        return 0
+    _, length, crc = _FRAME.unpack_from(buf, i)
+    if length == 0 or length > MAX_RECORD or i + FRAME_LEN + length > len(buf):
+        return 0
+    if zlib.crc32(memoryview(buf)[i + FRAME_LEN:i + FRAME_LEN + length]) != crc:
+        return 0
+    return FRAME_LEN + length
+
+
+def scan(seg: int, buf: bytes, base: int, final: bool) -> Iterator[Record | Damage]:
+    """Yield records and damage found in ``buf`` (which starts at file offset ``base``).
+
+    When ``final`` is false, an incomplete frame at the very end is not damage: it may still be
+    being written, so scanning stops there (the caller reads again later from that offset).
+    """
+    i, n = 0, len(buf)
+    while i < n:
+        size = _valid_at(buf, i)
+        if size:
+            payload = bytes(buf[i + FRAME_LEN:i + size])
+            try:
+                kind, row = decode(payload)
+            except (ValueError, TypeError, IndexError):
+                yield Damage(seg, base + i, base + i + size, "undecodable payload")
+            else:
+                yield Record(seg, base + i, base + i + size, kind, row)
+            i += size
+            continue
+        if not final and _incomplete_tail(buf, i):
+            return
+        # Damage: resync at the next offset where a complete, checksummed frame starts.
+        j = i + 1
+        while j < n:
+            j = buf.find(bytes([REC_MAGIC]), j)
+            if j < 0:
+                j = n
+                break
+            if _valid_at(buf, j):
+                break
+            j += 1
+        if not final and j >= n:
+            return  # could be a torn write still in progress; decide when the file is final
+        yield Damage(seg, base + i, base + j, _describe(buf, i, j))
+        i = j
+
+
+def _incomplete_tail(buf: bytes, i: int) -> bool:
+    """True if ``buf[i:]`` looks like the beginning of a frame that is not fully written."""
+    rest = len(buf) - i
+    if rest < FRAME_LEN:
+        return buf[i] == REC_MAGIC
+    if buf[i] != REC_MAGIC:
+        return False
+    _, length, _ = _FRAME.unpack_from(buf, i)
+    return 0 < length <= MAX_RECORD and i + FRAME_LEN + length > len(buf)
+
+
+def _describe(buf: bytes, i: int, j: int) -> str:
+    chunk = buf[i:j]
+    if chunk.count(0) == len(chunk):
+        return "zero-filled"
+    if j >= len(buf):
+        return "torn tail"
+    return "checksum mismatch"
+
+
+def read_segment(path: Path, seg: int, start: int, limit: int | None, max_records: int,
+                 final: bool) -> tuple[list[Record | Damage], int]:
+    """Read up to ``max_records`` items from ``path`` at ``start`` (bounded by ``limit`` bytes).
+
+    Returns the items and the offset to continue from. Reads in chunks so a large segment
+    never has to be held in memory whole.
+    """
+    out: list[Record | Damage] = []
+    pos = start
+    with open(path, "rb") as fh:
+        end = os.fstat(fh.fileno()).st_size if limit is None else limit
+        chunk = 1 << 20
+        while pos < end and len(out) < max_records:
+            fh.seek(pos)
+            want = min(end - pos, chunk)
+            buf = fh.read(want)
+            if not buf:
+                break
+            at_end = pos + len(buf) >= end
+            progressed = False
+            for item in scan(seg, buf, pos, final=final and at_end):
+                out.append(item)
+                progressed = True
+                pos = item.end
+                if len(out) >= max_records:
+                    break
+            if not progressed:
+                if at_end:
+                    break  # incomplete tail of a live segment: read again later
+                chunk *= 2  # a record larger than the chunk: widen and retry
+                if chunk > MAX_RECORD + FRAME_LEN:
+                    out.append(Damage(seg, pos, end, "oversized frame"))
+                    pos = end
+    return out, pos
+
+
+def check_header(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(HEADER_LEN) == FILE_MAGIC
+    except OSError:
+        return False

@@ -1,0 +1,98 @@
+"""SQLAlchemy 2.0 typed models: the schema at head.
+
+Migrations in ``migrations/versions`` are the authority for what a database holds; these models
+mirror head for typed queries and are checked against the migrations by the test suite.
+
+Types per dialect: ids and keys are ``VARCHAR`` (binary collation on MySQL so keys compare
+exactly); bodies are ``TEXT`` on SQLite and ``LONGTEXT`` on MySQL, so JSON and Markdown never
+truncate at 64 KB; every MySQL table is ``utf8mb4`` so emoji and CJK round-trip. Timestamps are
+epoch seconds in a ``DOUBLE`` (microsecond precision, no time-zone ambiguity, no per-row
+formatting on the write path).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Double, Index, Integer, String, Text
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+
+
+def Key(length: int = 255) -> String:  # noqa: N802 - reads like a type
+    return String(length).with_variant(mysql.VARCHAR(length, collation="utf8mb4_bin"), "mysql", "mariadb")
+
+
+TABLE_ARGS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_unicode_ci", "mysql_engine": "InnoDB"}
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_session", "session_key", "event_id"), TABLE_ARGS)
+
+    event_id: Mapped[str] = mapped_column(Key(32), primary_key=True)
+    ts: Mapped[float] = mapped_column(Double, nullable=False)
+    session_key: Mapped[str] = mapped_column(Key(), nullable=False)
+    obs: Mapped[str] = mapped_column(LongText, nullable=False)
+    gate: Mapped[str | None] = mapped_column(LongText)
+    meta: Mapped[str | None] = mapped_column(LongText)
+
+
+class Turn(Base):
+    __tablename__ = "turns"
+    __table_args__ = (
+        Index("ix_turns_session", "session_key", "turn_id"),
+        Index("ix_turns_input_event", "input_event_id"),
+        TABLE_ARGS,
+    )
+
+    turn_id: Mapped[str] = mapped_column(Key(32), primary_key=True)
+    session_key: Mapped[str] = mapped_column(Key(), nullable=False)
+    input_event_id: Mapped[str | None] = mapped_column(Key())
+    plan: Mapped[str | None] = mapped_column(LongText)
+    meta: Mapped[str | None] = mapped_column(LongText)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    error: Mapped[str | None] = mapped_column(LongText)
+    final_output_obs_id: Mapped[str | None] = mapped_column(Key())
+    started_at: Mapped[float] = mapped_column(Double, nullable=False)
+    finished_at: Mapped[float | None] = mapped_column(Double)
+
+
+class ConfigDoc(Base):
+    """A vault config document (``md/system.md``, ``md/users/<id>.md``, other named configs)."""
+
+    __tablename__ = "configs"
+    __table_args__ = (TABLE_ARGS,)
+
+    key: Mapped[str] = mapped_column(Key(), primary_key=True)
+    path: Mapped[str] = mapped_column(Key(1024), nullable=False)
+    title: Mapped[str] = mapped_column(Text, nullable=False)
+    content: Mapped[str] = mapped_column(LongText, nullable=False)
+    metadata_json: Mapped[str | None] = mapped_column(LongText)
+    digest: Mapped[str] = mapped_column(String(64), nullable=False)
+    mtime_ns: Mapped[int] = mapped_column(mysql.BIGINT().with_variant(Integer(), "sqlite"), nullable=False)
+    updated_at: Mapped[float] = mapped_column(Double, nullable=False)
+
+
+class Knowledge(Base):
+    """A knowledge note (``knowledge/<category>/<name>.md``)."""
+
+    __tablename__ = "knowledge"
+    __table_args__ = (Index("ix_knowledge_category", "category"), TABLE_ARGS)
+
+    key: Mapped[str] = mapped_column(Key(), primary_key=True)
+    category: Mapped[str] = mapped_column(Key(), nullable=False)
+    path: Mapped[str] = mapped_column(Key(1024), nullable=False)
+    title: Mapped[str] = mapped_column(Text, nullable=False)
+    content: Mapped[str] = mapped_column(LongText, nullable=False)
+    tags: Mapped[str | None] = mapped_column(LongText)
+    headings: Mapped[str | None] = mapped_column(LongText)
+    links: Mapped[str | None] = mapped_column(LongText)
+    metadata_json: Mapped[str | None] = mapped_column(LongText)
+    digest: Mapped[str] = mapped_column(String(64), nullable=False)
+    mtime_ns: Mapped[int] = mapped_column(mysql.BIGINT().with_variant(Integer(), "sqlite"), nullable=False)
+    updated_at: Mapped[float] = mapped_column(Double, nullable=False)

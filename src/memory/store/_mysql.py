@@ -1,0 +1,83 @@
+"""MySQL / MariaDB through PyMySQL.
+
+* ``utf8mb4`` on the connection and every table (set in the config loader and the schema).
+* Idempotent inserts use ``ON DUPLICATE KEY UPDATE pk=pk``, not ``INSERT IGNORE``: IGNORE also
+  downgrades real errors (data too long, bad value) to warnings and silently truncates, which
+  would hide exactly the rows the dead-letter file exists for. The statement keeps PyMySQL's
+  ``executemany`` fast path (one multi-row INSERT per ~1 MB).
+* ``READ COMMITTED`` avoids gap locks between processes inserting into the same tables.
+* Connect/read/write timeouts come from the config, so a blackholed server costs a bounded wait
+  (and only the writer thread ever pays it).
+* Driver error numbers are mapped to transient or permanent at this boundary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from sqlalchemy import Connection, Engine, create_engine
+
+from .._config import DatabaseConfig
+from .._errors import StoreError
+from ._sql import EVENT_COLS, SqlStore
+
+# Retrying can help: connection trouble, timeouts, lock waits, deadlocks, read-only, full, restarting.
+TRANSIENT_CODES = {
+    1021, 1037, 1040, 1041, 1045, 1049, 1053, 1114, 1146, 1205, 1213, 1290, 1317, 1792, 1836, 1927,
+    2002, 2003, 2005, 2006, 2013, 2014, 2026, 2055, 4031, 1030,
+}
+# The row itself is unacceptable: too long, bad value, out of range, NULL, constraint.
+PERMANENT_CODES = {1048, 1062, 1153, 1264, 1292, 1366, 1367, 1406, 1411, 1452, 3140, 4025, 1265, 1301}
+
+
+class MysqlStore(SqlStore):
+    dialect = "mysql"
+    param = "%s"
+    insert_event_sql = (f"INSERT INTO events ({EVENT_COLS}) VALUES (%s,%s,%s,%s,%s,%s) "
+                        "ON DUPLICATE KEY UPDATE event_id=event_id")
+    insert_turn_sql = ("INSERT INTO turns (turn_id, session_key, input_event_id, plan, meta, status, started_at) "
+                       "VALUES (%s,%s,%s,%s,%s,%s,%s) ON DUPLICATE KEY UPDATE turn_id=turn_id")
+
+    def _create_engine(self, config: DatabaseConfig) -> Engine:
+        return create_engine(
+            config.url,
+            pool_size=config.pool_size,
+            max_overflow=config.max_overflow,
+            pool_pre_ping=True,
+            pool_recycle=config.pool_recycle,
+            pool_timeout=config.connect_timeout,
+            isolation_level="READ COMMITTED",
+            connect_args={
+                "connect_timeout": config.connect_timeout,
+                "read_timeout": config.read_timeout,
+                "write_timeout": config.write_timeout,
+            },
+        )
+
+    @contextlib.contextmanager
+    def schema_lock(self, conn: Connection) -> Iterator[None]:
+        # Serializes concurrent upgrades across processes; the second one then finds head.
+        got = conn.exec_driver_sql("SELECT GET_LOCK('memory_schema_upgrade', 120)").scalar()
+        conn.commit()
+        try:
+            yield
+        finally:
+            if got == 1:
+                with contextlib.suppress(Exception):
+                    conn.exec_driver_sql("SELECT RELEASE_LOCK('memory_schema_upgrade')")
+                    conn.commit()
+
+    def classify(self, exc: BaseException) -> StoreError:
+        orig = getattr(exc, "orig", exc)
+        args = getattr(orig, "args", ())
+        code = args[0] if args and isinstance(args[0], int) else None
+        if code in TRANSIENT_CODES:
+            err = self._unavailable(exc)
+            err.row_suspect = code in (2006, 2013, 1153)
+            return err
+        if code in PERMANENT_CODES:
+            return self._rejected(exc)
+        if isinstance(orig, (UnicodeError, TypeError, ValueError, OverflowError)):
+            return self._rejected(exc)
+        return self._generic(exc)
