@@ -196,6 +196,10 @@ class MemoryService:
         self.store.dispose()
         return ok
 
+    def check(self) -> list[str]:
+        """Reconcile the write path's counters with what is really held (call when idle)."""
+        return self.queue.check()
+
     def health(self) -> dict[str, Any]:
         """Database reachability, what is pending and every counter of the write path."""
         q = self.queue.stats()

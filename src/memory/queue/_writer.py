@@ -574,6 +574,55 @@ class WriteQueue:
         self.slot.release()
         return ok
 
+    def count_on_disk(self) -> int:
+        """Records in the journal from the read position to the head (a full scan; for check())."""
+        n = 0
+        seg, off = self._pos
+        for s in self.journal.segments():
+            if s < seg:
+                continue
+            live = self.journal.live_end(s)
+            start = off if s == seg else HEADER_LEN
+            while True:
+                found, new = read_segment(self.journal.path_of(s), s, start, live, 100_000, final=live is None)
+                n += sum(1 for f in found if not isinstance(f, Damage))
+                if not found or new == start:
+                    break
+                start = new
+        return n
+
+    def check(self) -> list[str]:
+        """Reconcile counters with what is really held; call when idle (after flush or close).
+
+        Returns a list of problems, empty when everything is accounted for:
+        accepted = committed + dead-lettered + dropped + pending, where pending is *counted*
+        (records on disk past the read position, in the retry list, memory-only), not derived.
+        """
+        problems: list[str] = []
+        with self._lock:
+            accepted, dropped = self.accepted, sum(self.dropped.values())
+            side, vol, mem = len(self._side), len(self._volatile), len(self._mem)
+            sizes = dict(self.journal.sizes)
+            total = self.journal.total
+        unresolved = self.count_on_disk() + side + vol
+        resolved = self.committed + self.dead_lettered + dropped
+        if accepted != resolved + unresolved:
+            problems.append(f"accounting: accepted {accepted} != committed {self.committed} + dead "
+                            f"{self.dead_lettered} + dropped {dropped} + pending {unresolved}")
+        if mem > self.cfg.max_in_memory:
+            problems.append(f"memory window holds {mem} > max_in_memory {self.cfg.max_in_memory}")
+        if total != sum(sizes.values()):
+            problems.append(f"journal size counter {total} != sum of segment sizes {sum(sizes.values())}")
+        for seg, size in sizes.items():
+            real = self._file_size(self.journal.path_of(seg))
+            if real != size:
+                problems.append(f"segment {seg}: tracked {size} bytes, file has {real}")
+        mark = self.watermark()
+        stale = [s for s in sizes if s < mark[0] and s != self.journal.active]
+        if len(stale) > self.cfg.max_dump_backups and not self._state_dirty:
+            problems.append(f"resolved segments not deleted: {stale}")
+        return problems
+
     def stats(self) -> dict[str, Any]:
         with self._lock:
             mem, vol, side = len(self._mem), len(self._volatile), len(self._side)

@@ -1,0 +1,115 @@
+"""Shared fixtures: real SQLite files, a real MariaDB database per test, services that reconcile.
+
+MySQL tests are marked ``integration``. When the server is unreachable they skip with a reason
+that says how to run them, except under ``CI=true``, where an unreachable server fails them.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memory import MemoryService
+
+MYSQL_URL = os.environ.get("MEMORY_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _mysql_error() -> str | None:
+    import pymysql
+    from sqlalchemy.engine import make_url
+
+    url = make_url(MYSQL_URL)
+    try:
+        conn = pymysql.connect(host=url.host or "127.0.0.1", port=url.port or 3306, user=url.username or "root",
+                               password=url.password or "", connect_timeout=3)
+        conn.close()
+        return None
+    except Exception as exc:  # noqa: BLE001
+        return f"{type(exc).__name__}: {exc}"
+
+
+_MYSQL_STATE: dict[str, str | None] = {}
+
+
+def require_mysql() -> None:
+    if "error" not in _MYSQL_STATE:
+        _MYSQL_STATE["error"] = _mysql_error()
+    err = _MYSQL_STATE["error"]
+    if err is None:
+        return
+    msg = (f"MySQL/MariaDB not reachable at {MYSQL_URL} ({err}). Start it (e.g. "
+           "`start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd`) or set "
+           "MEMORY_TEST_MYSQL_URL=mysql+pymysql://user:pass@host:port")
+    if IN_CI:
+        pytest.fail("CI requires the MySQL tests to run: " + msg, pytrace=False)
+    pytest.skip(msg)
+
+
+def mysql_admin(sql: str) -> None:
+    import pymysql
+    from sqlalchemy.engine import make_url
+
+    url = make_url(MYSQL_URL)
+    conn = pymysql.connect(host=url.host or "127.0.0.1", port=url.port or 3306, user=url.username or "root",
+                           password=url.password or "", autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def mysql_dsn() -> Iterator[str]:
+    """A fresh, empty MariaDB database for one test, dropped afterwards."""
+    require_mysql()
+    name = f"memtest_{uuid.uuid4().hex[:12]}"
+    mysql_admin(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    try:
+        yield f"{MYSQL_URL}/{name}"
+    finally:
+        mysql_admin(f"DROP DATABASE IF EXISTS {name}")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.integration)])
+def dsn(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The behaviour suite's backend: a SQLite file, and a real MariaDB database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'memory.db'}"
+    return request.getfixturevalue("mysql_dsn")
+
+
+def service_config(dsn: str, root: Path, **queue: Any) -> dict[str, Any]:
+    return {
+        "database": {"dsn": dsn, "connect_timeout": 2, "read_timeout": 10, "write_timeout": 10},
+        "vault": {"root_path": str(root / "vault"), "watch": False},
+        "failure_queue": {"path": str(root / "queue"), "retry_base_delay_s": 0.05, "retry_max_delay_s": 0.5,
+                          **queue},
+        "logging": {"warn_interval_s": 0},
+    }
+
+
+@pytest.fixture
+def make_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., MemoryService]]:
+    """Build services on one folder; each is closed and reconciled (``check()``) at teardown."""
+    monkeypatch.delenv("MEMORY_DATABASE_DSN", raising=False)
+    made: list[MemoryService] = []
+
+    def make(dsn: str, root: Path | None = None, **queue: Any) -> MemoryService:
+        svc = MemoryService.from_config(service_config(dsn, root or tmp_path, **queue))
+        made.append(svc)
+        return svc
+
+    yield make
+    for svc in made:
+        if not svc._closed:
+            svc.flush(10)
+            problems = svc.check()
+            svc.close()
+            assert problems == [], problems
