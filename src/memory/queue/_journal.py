@@ -13,10 +13,11 @@ A process claims the first slot no live process holds. Slots left behind by proc
 are gone (their lock is free) are *adopted* at start-up: their segments are moved into the
 claimed slot after its own, so nothing waits for a process that will never come back.
 
-Durability: :meth:`Journal.append` is one ``os.write`` to an ``O_APPEND`` file, so an
-acknowledged record survives ``kill -9``. Power loss is bounded by the fsync policy:
-``always`` (fsync before returning), ``interval`` (the writer fsyncs every
-``fsync_interval_ms``: at most that window is lost), ``never`` (the OS decides, ~30 s).
+Durability: :meth:`Journal.append` copies the record into a shared, preallocated memory map of
+the segment (the page cache), so an acknowledged record survives ``kill -9``. Power loss is
+bounded by the fsync policy: ``always`` (msync before returning), ``interval`` (the writer
+syncs every ``fsync_interval_ms``: at most that window is lost), ``never`` (the OS decides,
+typically within 30 s).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import errno
 import fcntl
 import json
 import logging
+import mmap
 import os
 import shutil
 import threading
@@ -33,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._segments import FILE_MAGIC, HEADER_LEN, check_header, parse_segment_name, segment_name
+from ._segments import HEADER_LEN, header, parse_segment_name, read_header, segment_name
 
 log = logging.getLogger("memory.queue")
 
@@ -125,40 +127,66 @@ class Slot:
             self._lock_fd = -1
 
 
-class Journal:
-    """Append-only segments in one slot. ``append`` is thread-safe when the caller holds ``lock``."""
+class DiskFull(OSError):
+    """Creating the next segment would exceed ``failure_queue.max_disk_mb``."""
 
-    def __init__(self, slot: Slot, max_segment_bytes: int, fsync: str) -> None:
+
+class Journal:
+    """Append-only segments in one slot. ``append`` is thread-safe when the caller holds ``lock``.
+
+    Segments are preallocated (``posix_fallocate``) and written through a shared memory map: an
+    append is a memory copy into the page cache — no system call, no GIL hand-off — and the
+    kernel owns those pages, so they survive the death of the process exactly like a
+    ``write()``. Preallocating real blocks is what makes this safe: a write through a map onto
+    a full disk would otherwise kill the process with SIGBUS. Where a file system cannot
+    preallocate, the journal falls back to one ``os.write`` per record. A sealed segment is
+    trimmed to its used size; a segment whose file still has its full capacity was never sealed
+    (its run crashed) and its zero tail is unused space.
+    """
+
+    def __init__(self, slot: Slot, max_segment_bytes: int, fsync: str, max_disk_bytes: int = 1 << 62) -> None:
         self.slot = slot
         self.dir = slot.path
-        self.max_segment_bytes = max_segment_bytes
+        self.max_segment_bytes = max(max_segment_bytes, HEADER_LEN + 1024)
+        self.max_disk_bytes = max_disk_bytes
         self.fsync_policy = fsync
         self.lock = threading.Lock()
-        self.sizes: dict[int, int] = {}  # live segment id -> bytes
-        self.total = 0  # sum of sizes, kept current so the hot path never sums
+        self.sizes: dict[int, int] = {}  # live segment id -> bytes used (readable end)
+        self.unsealed: set[int] = set()  # earlier runs' segments that were never trimmed
         self.unknown: list[Path] = []
-        for p in self.dir.iterdir():
-            seg = parse_segment_name(p.name)
-            if seg is not None:
-                self.sizes[seg] = self._size(p)
-            elif p.name not in (STATE_FILE, LOCK_FILE, STATE_FILE + ".tmp"):
-                self.unknown.append(p)
+        self._scan_dir(adopt=False)
         first_new = max(self.sizes, default=0) + 1
         first_new = slot.adopt_orphans(first_new)
-        for p in self.dir.iterdir():
-            seg = parse_segment_name(p.name)
-            if seg is not None and seg not in self.sizes:
-                self.sizes[seg] = self._size(p)
-        self.total = sum(self.sizes.values())
+        self._scan_dir(adopt=True)
         self.first_new = first_new  # segments below this id were left by earlier runs
         self.active = first_new - 1
+        self.capacity = 0
+        self.allocated = sum(self._file_size(self.path_of(s)) for s in self.sizes)
+        self.total = sum(self.sizes.values())
         self.fd = -1
+        self.map: mmap.mmap | None = None
+        self.use_mmap = True
         self.dirty = False
         self.last_sync = time.monotonic()
         self.broken_until = 0.0
 
+    def _scan_dir(self, adopt: bool) -> None:
+        for p in self.dir.iterdir():
+            seg = parse_segment_name(p.name)
+            if seg is None:
+                if not adopt and p.name not in (STATE_FILE, LOCK_FILE, STATE_FILE + ".tmp"):
+                    self.unknown.append(p)
+                continue
+            if seg in self.sizes:
+                continue
+            size = self._file_size(p)
+            capacity = read_header(p)
+            self.sizes[seg] = size
+            if capacity is not None and size == capacity:
+                self.unsealed.add(seg)
+
     @staticmethod
-    def _size(p: Path) -> int:
+    def _file_size(p: Path) -> int:
         try:
             return p.stat().st_size
         except OSError:
@@ -167,72 +195,115 @@ class Journal:
     def path_of(self, seg: int) -> Path:
         return self.dir / segment_name(seg)
 
-    def _open_next(self) -> None:
-        self._close_active()
+    def _open_next(self, need: int) -> None:
+        capacity = max(self.max_segment_bytes, HEADER_LEN + need)
+        self._seal_active()
+        if self.allocated + capacity > self.max_disk_bytes:
+            raise DiskFull(errno.ENOSPC, "queue folder reached max_disk_mb")
         seg = self.active + 1
-        fd = os.open(self.path_of(seg), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        path = self.path_of(seg)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
-            _write_all(fd, FILE_MAGIC)
+            mapped = None
+            if self.use_mmap:
+                try:
+                    os.posix_fallocate(fd, 0, capacity)
+                    mapped = mmap.mmap(fd, capacity)
+                except OSError as exc:
+                    if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENODEV):
+                        raise
+                    self.use_mmap = False  # no preallocation here: fall back to write()
+                    os.ftruncate(fd, 0)
+            if mapped is not None:
+                mapped[0:HEADER_LEN] = header(capacity)
+            else:
+                _write_all(fd, header(0))
+                capacity = HEADER_LEN
         except OSError:
             os.close(fd)
             with contextlib.suppress(OSError):
-                os.unlink(self.path_of(seg))
+                os.unlink(path)
             raise
-        self.fd, self.active = fd, seg
+        self.fd, self.map, self.active, self.capacity = fd, mapped, seg, capacity
         self.sizes[seg] = HEADER_LEN
         self.total += HEADER_LEN
+        self.allocated += capacity
 
-    def _close_active(self) -> None:
-        if self.fd >= 0:
-            with contextlib.suppress(OSError):
+    def _seal_active(self) -> None:
+        if self.fd < 0:
+            return
+        used = self.sizes.get(self.active, HEADER_LEN)
+        if self.map is not None:
+            with contextlib.suppress(OSError, ValueError):
                 if self.fsync_policy != "never":
-                    os.fsync(self.fd)
+                    self.map.flush()
+            with contextlib.suppress(OSError, ValueError):
+                self.map.close()
+            self.map = None
             with contextlib.suppress(OSError):
-                os.close(self.fd)
-            self.fd = -1
+                os.ftruncate(self.fd, used)  # sealed: exact size, no zero tail
+                self.allocated -= self.capacity - used
+        elif self.fsync_policy != "never":
+            with contextlib.suppress(OSError):
+                os.fsync(self.fd)
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+        self.fd = -1
 
     def append(self, data: bytes) -> tuple[int, int, int]:
         """Write one framed record; returns ``(segment, start, end)``. Raises ``OSError``.
 
-        Caller holds ``self.lock``. On a short or failed write the segment is truncated back
-        to the record boundary (or abandoned for a fresh one), so a failure never leaves a torn
-        frame in the middle of a segment.
+        Caller holds ``self.lock``. Failures can only happen when a new segment is created (the
+        space of the current one is reserved), or in write() mode, where a short or failed write
+        is truncated back so no torn frame is ever left in the middle of a segment.
         """
-        size = self.sizes.get(self.active, 0)
-        if self.fd < 0 or (size > HEADER_LEN and size + len(data) > self.max_segment_bytes):
+        seg, start = self.active, self.sizes.get(self.active, 0)
+        end = start + len(data)
+        if self.fd < 0 or end > self.capacity and (self.map is not None or end - HEADER_LEN > self.max_segment_bytes):
             if time.monotonic() < self.broken_until:
                 raise OSError(errno.EIO, "journal unavailable (backing off after an error)")
             try:
-                self._open_next()
+                self._open_next(len(data))
             except OSError:
-                self.broken_until = time.monotonic() + 1.0
+                self.broken_until = time.monotonic() + 0.5
                 raise
-        seg, start = self.active, self.sizes[self.active]
-        try:
-            _write_all(self.fd, data)
-        except OSError:
+            seg, start = self.active, HEADER_LEN
+            end = start + len(data)
+        if self.map is not None:
+            self.map[start:end] = data
+            if self.fsync_policy == "always":
+                page = start - start % mmap.PAGESIZE
+                self.map.flush(page, end - page)
+            else:
+                self.dirty = True
+        else:
             try:
-                os.ftruncate(self.fd, start)
+                _write_all(self.fd, data)
             except OSError:
-                self._close_active()  # cannot repair: never write after a torn frame
-            raise
-        end = start + len(data)
+                try:
+                    os.ftruncate(self.fd, start)
+                except OSError:
+                    self._seal_active()  # cannot repair: never write after a torn frame
+                raise
+            if self.fsync_policy == "always":
+                os.fsync(self.fd)
+            else:
+                self.dirty = True
+            self.allocated += len(data)
         self.sizes[seg] = end
         self.total += len(data)
-        if self.fsync_policy == "always":
-            os.fsync(self.fd)
-        else:
-            self.dirty = True
         return seg, start, end
 
     def sync(self) -> None:
-        """fsync the active segment if it has unsynced writes (``interval`` policy)."""
+        """Flush unsynced appends to stable storage (``interval`` policy)."""
         with self.lock:
-            fd, dirty = self.fd, self.dirty
-            self.dirty = False
-        if fd >= 0 and dirty:
-            with contextlib.suppress(OSError):
-                os.fsync(fd)
+            dirty, self.dirty = self.dirty, False
+            if dirty:
+                with contextlib.suppress(OSError, ValueError):
+                    if self.map is not None:
+                        self.map.flush()
+                    elif self.fd >= 0:
+                        os.fsync(self.fd)
         self.last_sync = time.monotonic()
 
     def live_end(self, seg: int) -> int | None:
@@ -247,11 +318,14 @@ class Journal:
 
     def delete(self, seg: int) -> None:
         with self.lock:
-            if seg == self.active:
+            if seg == self.active and self.fd >= 0:
                 return
             self.total -= self.sizes.pop(seg, 0)
+            self.unsealed.discard(seg)
+            path = self.path_of(seg)
+            self.allocated -= self._file_size(path)
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path_of(seg))
+            os.unlink(path)
 
     def segments(self) -> list[int]:
         with self.lock:
@@ -259,7 +333,7 @@ class Journal:
 
     def close(self) -> None:
         with self.lock:
-            self._close_active()
+            self._seal_active()
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -281,7 +355,3 @@ def load_state(slot_dir: Path) -> dict[str, Any]:
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
-
-
-def is_header_ok(path: Path) -> bool:
-    return check_header(path)

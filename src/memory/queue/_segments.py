@@ -1,7 +1,7 @@
 """On-disk journal segments: framing, reading with resync, and quarantine of damage.
 
-A segment is ``seg-<12 digit id>.log``: an 8-byte file header ``MEMQSEG1`` followed by records.
-Each record is framed as::
+A segment is ``seg-<12 digit id>.log``: a 16-byte header (``MEMQSEG1`` and the u64 capacity the
+file was preallocated with) followed by records. Each record is framed as::
 
     0xA7 | u32 length | u32 crc32(payload) | payload (length bytes, UTF-8 JSON array)
 
@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 FILE_MAGIC = b"MEMQSEG1"
-HEADER_LEN = len(FILE_MAGIC)
+_HEADER = struct.Struct("<8sQ")
+HEADER_LEN = _HEADER.size
 REC_MAGIC = 0xA7
 _FRAME = struct.Struct("<BII")
 FRAME_LEN = _FRAME.size
@@ -42,6 +43,23 @@ def parse_segment_name(name: str) -> int | None:
         if len(digits) == 12 and digits.isdigit():
             return int(digits)
     return None
+
+
+def header(capacity: int) -> bytes:
+    return _HEADER.pack(FILE_MAGIC, capacity)
+
+
+def read_header(path: Path) -> int | None:
+    """The capacity recorded in a segment's header, or None if the header is not ours."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(HEADER_LEN)
+    except OSError:
+        return None
+    if len(raw) != HEADER_LEN:
+        return None
+    magic, capacity = _HEADER.unpack(raw)
+    return capacity if magic == FILE_MAGIC else None
 
 
 def frame(payload: bytes) -> bytes:
@@ -155,11 +173,12 @@ def _describe(buf: bytes, i: int, j: int) -> str:
 
 
 def read_segment(path: Path, seg: int, start: int, limit: int | None, max_records: int,
-                 final: bool) -> tuple[list[Record | Damage], int]:
+                 final: bool, zero_tail_ok: bool = False) -> tuple[list[Record | Damage], int]:
     """Read up to ``max_records`` items from ``path`` at ``start`` (bounded by ``limit`` bytes).
 
-    Returns the items and the offset to continue from. Reads in chunks so a large segment
-    never has to be held in memory whole.
+    Returns the items and the offset to continue from. Reads in chunks so a large segment is
+    never held in memory whole. ``zero_tail_ok``: the file was never sealed (a crashed run's
+    preallocated segment), so zeros running to the end are unused space, not damage.
     """
     out: list[Record | Damage] = []
     pos = start
@@ -168,31 +187,50 @@ def read_segment(path: Path, seg: int, start: int, limit: int | None, max_record
         chunk = 1 << 20
         while pos < end and len(out) < max_records:
             fh.seek(pos)
-            want = min(end - pos, chunk)
-            buf = fh.read(want)
+            buf = fh.read(min(end - pos, chunk))
             if not buf:
                 break
             at_end = pos + len(buf) >= end
             progressed = False
             for item in scan(seg, buf, pos, final=final and at_end):
+                if isinstance(item, Damage) and item.end >= end and zero_tail_ok and item.reason == "zero-filled":
+                    return out, end  # the unused, preallocated rest of a crashed run's segment
                 out.append(item)
                 progressed = True
                 pos = item.end
                 if len(out) >= max_records:
                     break
-            if not progressed:
-                if at_end:
-                    break  # incomplete tail of a live segment: read again later
-                chunk *= 2  # a record larger than the chunk: widen and retry
-                if chunk > MAX_RECORD + FRAME_LEN:
-                    out.append(Damage(seg, pos, end, "oversized frame"))
-                    pos = end
+            if progressed:
+                continue
+            if at_end:
+                break  # incomplete tail of a live segment: read again later
+            if buf[0] == 0:
+                nonzero = _next_nonzero(fh, pos, end)
+                if nonzero >= end and zero_tail_ok:
+                    return out, end
+                if final or nonzero < end:
+                    out.append(Damage(seg, pos, nonzero, "zero-filled"))
+                    pos = nonzero
+                    continue
+                break
+            chunk *= 2  # a record larger than the chunk: widen and retry
+            if chunk > 2 * (MAX_RECORD + FRAME_LEN):
+                out.append(Damage(seg, pos, end, "oversized frame"))
+                pos = end
     return out, pos
 
 
-def check_header(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(HEADER_LEN) == FILE_MAGIC
-    except OSError:
-        return False
+def _next_nonzero(fh: Any, pos: int, end: int) -> int:
+    """Offset of the first non-zero byte at or after ``pos`` (``end`` if none)."""
+    while pos < end:
+        fh.seek(pos)
+        buf = fh.read(min(end - pos, 1 << 20))
+        if not buf:
+            return end
+        stripped = buf.lstrip(b"\x00")
+        if stripped:
+            return pos + len(buf) - len(stripped)
+        pos += len(buf)
+    return end
+
+

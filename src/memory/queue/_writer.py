@@ -35,10 +35,9 @@ from .._errors import StoreRejected, StoreUnavailable
 from .._records import EVENT, FINISH, TURN
 from ..store import Store
 from ._deadletter import DeadLetter, record_key
-from ._journal import (DEAD_LETTER_FILE, Journal, Slot, atomic_write_json, is_header_ok, load_state,
-                       quarantine)
+from ._journal import DEAD_LETTER_FILE, DiskFull, Journal, Slot, atomic_write_json, load_state, quarantine
 from ._retry import Breaker, backoff
-from ._segments import HEADER_LEN, Damage, encode, read_segment
+from ._segments import HEADER_LEN, Damage, encode, read_header, read_segment
 
 log = logging.getLogger("memory.queue")
 
@@ -95,11 +94,12 @@ class WriteQueue:
         self.warn = RateLimitedLog(log, warn_interval, clock)
         self.root = Path(config.path)
         self.slot = Slot(self.root)
-        self.journal = Journal(self.slot, int(config.max_dump_file_size_mb * 1024 * 1024), config.fsync)
+        self._max_disk = int(config.max_disk_mb * 1024 * 1024)
+        self.journal = Journal(self.slot, int(config.max_dump_file_size_mb * 1024 * 1024), config.fsync,
+                               self._max_disk)
         self._lock = self.journal.lock  # one lock guards journal, memory window and counters
         self.dead = DeadLetter(self.root / DEAD_LETTER_FILE, int(config.dead_letter_max_mb * 1024 * 1024))
         self.breaker = Breaker(config.breaker_threshold, config.retry_base_delay_s, config.retry_max_delay_s)
-        self._max_disk = int(config.max_disk_mb * 1024 * 1024)
         self._mem: collections.deque[Item] = collections.deque()
         self._volatile: collections.deque[Item] = collections.deque()  # journal failed: memory only
         self._side: dict[str, Item] = {}  # permanent failures awaiting retry
@@ -155,19 +155,20 @@ class WriteQueue:
             if self.closed:
                 self.dropped["closed"] += 1
                 drop = "closed"
-            elif self.journal.total + len(data) > self._max_disk:
-                self.dropped["disk_full"] += 1
-                drop = "disk_full"
             else:
                 try:
                     seg, start, end = self.journal.append(data)
+                except DiskFull:
+                    self.dropped["disk_full"] += 1
+                    drop = "disk_full"
                 except OSError as exc:
                     return self._journal_failed(kind, row, exc)
-                mem = self._mem
-                mem.append(Item(seg, start, end, kind, row))
-                if len(mem) > self.cfg.max_in_memory:
-                    mem.popleft()  # still on disk: the writer reads it back from its segment
-                return None
+                else:
+                    mem = self._mem
+                    mem.append(Item(seg, start, end, kind, row))
+                    if len(mem) > self.cfg.max_in_memory:
+                        mem.popleft()  # still on disk: the writer reads it back from its segment
+                    return None
         if drop == "closed":
             self.warn.warning("closed", "record appended after close() was dropped")
         else:
@@ -276,14 +277,15 @@ class WriteQueue:
         if live is None and not path.exists():
             nxt = self.journal.next_segment(seg)
             return [], ((nxt, HEADER_LEN) if nxt is not None else None)
-        if off == HEADER_LEN and live is None and not is_header_ok(path):
+        if off <= HEADER_LEN and live is None and read_header(path) is None:
             return [], self._quarantine_segment(seg, path)
         limit = live
         if first_mem is not None and first_mem[0] == seg:
             limit = first_mem[1] if limit is None else min(limit, first_mem[1])
         try:
-            found, new_off = read_segment(path, seg, off, limit, min(room, self.cfg.spill_batch_size),
-                                          final=live is None)
+            found, new_off = read_segment(path, seg, max(off, HEADER_LEN), limit,
+                                          min(room, self.cfg.spill_batch_size), final=live is None,
+                                          zero_tail_ok=seg in self.journal.unsealed)
         except OSError as exc:
             self.warn.warning("read", "cannot read queue segment %s: %s", path.name, exc)
             return [], None
@@ -584,7 +586,8 @@ class WriteQueue:
             live = self.journal.live_end(s)
             start = off if s == seg else HEADER_LEN
             while True:
-                found, new = read_segment(self.journal.path_of(s), s, start, live, 100_000, final=live is None)
+                found, new = read_segment(self.journal.path_of(s), s, start, live, 100_000, final=live is None,
+                                          zero_tail_ok=s in self.journal.unsealed)
                 n += sum(1 for f in found if not isinstance(f, Damage))
                 if not found or new == start:
                     break
@@ -615,6 +618,8 @@ class WriteQueue:
             problems.append(f"journal size counter {total} != sum of segment sizes {sum(sizes.values())}")
         for seg, size in sizes.items():
             real = self._file_size(self.journal.path_of(seg))
+            if seg == self.journal.active and self.journal.map is not None:
+                size = self.journal.capacity  # preallocated; the used part is tracked separately
             if real != size:
                 problems.append(f"segment {seg}: tracked {size} bytes, file has {real}")
         mark = self.watermark()
@@ -628,7 +633,7 @@ class WriteQueue:
             mem, vol, side = len(self._mem), len(self._volatile), len(self._side)
             dropped = dict(self.dropped)
             accepted = self.accepted
-            disk = self.journal.total
+            disk = self.journal.allocated
             segs = len(self.journal.sizes)
         pending = max(0, accepted - self.committed - self.dead_lettered - sum(dropped.values()))
         return {
