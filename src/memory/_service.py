@@ -40,7 +40,13 @@ def _close_at_exit(ref: weakref.ReferenceType[MemoryService]) -> None:
 class MemoryService:
     """Persistence for events, turns and the vault, behind a contract that never fails the caller."""
 
-    def __init__(self, config: Config, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, config: Config, *, clock: Callable[[], float] = time.monotonic,
+                 start_writer: bool = True) -> None:
+        """Build the service; returns without touching the database.
+
+        ``start_writer=False`` leaves the background writer stopped until ``service.queue.start()``
+        (for benchmarks and tools that want to stage records first).
+        """
         self.config = config
         self._clock = clock
         self._ids = IdGenerator()
@@ -49,7 +55,8 @@ class MemoryService:
         self.store: SqlStore = create_store(config.database)
         self.queue = WriteQueue(config.failure_queue, self.store, clock=clock,
                                 warn_interval=config.logging.warn_interval_s)
-        self.queue.start()
+        if start_writer:
+            self.queue.start()
         self._atexit_hook = functools.partial(_close_at_exit, weakref.ref(self))
         atexit.register(self._atexit_hook)
 

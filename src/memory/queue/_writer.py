@@ -47,11 +47,11 @@ Pos = tuple[int, int]
 class Item:
     """One record in flight. Mutable on purpose: the writer tracks attempts on it."""
 
-    __slots__ = ("seg", "off", "end", "kind", "row", "done", "attempts", "first_error", "last_error",
+    __slots__ = ("seg", "off", "end", "kind", "row", "n", "done", "attempts", "first_error", "last_error",
                  "first_failed_at", "last_failed_at", "next_at")
 
-    def __init__(self, seg: int, off: int, end: int, kind: int, row: tuple[Any, ...]) -> None:
-        self.seg, self.off, self.end, self.kind, self.row = seg, off, end, kind, row
+    def __init__(self, seg: int, off: int, end: int, kind: int, row: tuple[Any, ...], n: int = -1) -> None:
+        self.seg, self.off, self.end, self.kind, self.row, self.n = seg, off, end, kind, row, n
         self.done = False
         self.attempts = 0
         self.first_error = self.last_error = ""
@@ -105,6 +105,9 @@ class WriteQueue:
         self._side: dict[str, Item] = {}  # permanent failures awaiting retry
         self._inflight: list[Item] = []
         self._inflight_next: Pos | None = None
+        self._inflight_mem_last = -1  # sequence number of the last memory item in the batch
+        self._seq = 0  # sequence number of memory-window items: trimming is a count, not a search
+        self._last_save = 0.0
         self._suspect = 0
         self.accepted = self.committed = self.dead_lettered = self.recovered = 0
         self.dropped: collections.Counter[str] = collections.Counter()
@@ -165,7 +168,8 @@ class WriteQueue:
                     return self._journal_failed(kind, row, exc)
                 else:
                     mem = self._mem
-                    mem.append(Item(seg, start, end, kind, row))
+                    self._seq += 1
+                    mem.append(Item(seg, start, end, kind, row, self._seq))
                     if len(mem) > self.cfg.max_in_memory:
                         mem.popleft()  # still on disk: the writer reads it back from its segment
                     return None
@@ -260,8 +264,10 @@ class WriteQueue:
                 taken = [mem[i] for i in range(n)]
                 batch += taken
                 next_pos: Pos | None = (taken[-1].seg, taken[-1].end) if taken else None
+                self._inflight_mem_last = taken[-1].n if taken else -1
             else:
                 next_pos = None
+                self._inflight_mem_last = -1
             first_mem = mem[0].pos if mem else None
         if next_pos is None and len(batch) < size:
             read, next_pos = self._read_disk(first_mem, size - len(batch))
@@ -478,8 +484,9 @@ class WriteQueue:
 
     def _advance(self) -> None:
         """The in-flight batch is resolved: move the read position and trim the memory window."""
-        batch, nxt = self._inflight, self._inflight_next
-        self._inflight, self._inflight_next = [], None
+        batch, nxt, last = self._inflight, self._inflight_next, self._inflight_mem_last
+        self._inflight, self._inflight_next, self._inflight_mem_last = [], None, -1
+        mem = self._mem
         with self._lock:
             if batch and batch[0].seg == -1:
                 vol = self._volatile
@@ -487,17 +494,16 @@ class WriteQueue:
                     vol.popleft()
             if nxt is not None:
                 self._pos = nxt
-            mem, pos = self._mem, self._pos
-        # Trim in small locked steps so appends never wait long behind the writer.
-        while True:
+            todo = last - mem[0].n + 1 if mem and last >= 0 else 0
+        # The batch's memory items are a prefix of the window (evictions also leave from the
+        # left), so trimming is a count. Done in small locked steps so appends never wait long.
+        pop = mem.popleft
+        while todo > 0:
             with self._lock:
-                for _ in range(256):
-                    if not mem or mem[0].pos >= pos:
-                        break
-                    mem.popleft()
-                else:
-                    continue
-            break
+                step = min(todo, 512, len(mem))
+                for _ in range(step):
+                    pop()
+            todo = todo - step if step else 0
         self._state_dirty = True
 
     # -- housekeeping ------------------------------------------------------------------------------------
@@ -508,9 +514,13 @@ class WriteQueue:
             pos = self._pos
         return min([pos, *side])
 
-    def _housekeeping(self) -> None:
-        if not self._state_dirty:
+    def _housekeeping(self, force: bool = False) -> None:
+        # state.json only lets a restart skip what is already resolved, so saving it (and the
+        # segment deletions that must follow a save) a few times a second is plenty.
+        now = self.clock()
+        if not self._state_dirty or (not force and now - self._last_save < 0.25):
             return
+        self._last_save = now
         mark = self.watermark()
         self._save_state(mark)
         resolved = [s for s in self.journal.segments() if s < mark[0] and s != self.journal.active]
@@ -571,7 +581,7 @@ class WriteQueue:
             self._thread.join(timeout=max(0.1, min(5.0, timeout or 5.0)))
         with contextlib.suppress(Exception):
             self._state_dirty = True
-            self._housekeeping()
+            self._housekeeping(force=True)
         self.journal.close()
         self.slot.release()
         return ok

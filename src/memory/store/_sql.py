@@ -66,6 +66,37 @@ class SqlStore(Store):
         with self.engine.begin() as conn:
             yield conn
 
+    def _begin_raw(self, cursor: Any) -> None:
+        """Start a write transaction on a raw DBAPI cursor (dialects that need a statement)."""
+
+    @contextlib.contextmanager
+    def _raw_write(self) -> Iterator[Any]:
+        """A pooled DBAPI cursor in one write transaction.
+
+        The write path talks to the driver directly (``executemany`` on the pooled connection):
+        SQLAlchemy's per-statement bookkeeping would otherwise cost a visible share of the drain
+        rate, and every row is already serialized. The pool, pre-ping and dispose stay SQLAlchemy's.
+        """
+        conn = self.engine.raw_connection()
+        cur = None
+        try:
+            cur = conn.cursor()
+            self._begin_raw(cur)
+            yield cur
+            conn.commit()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.rollback()
+            with contextlib.suppress(Exception):
+                conn.invalidate()  # never hand a connection in an unknown state back to the pool
+            raise
+        finally:
+            if cur is not None:
+                with contextlib.suppress(Exception):
+                    cur.close()
+            with contextlib.suppress(Exception):
+                conn.close()
+
     # -- errors ----------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
@@ -116,20 +147,21 @@ class SqlStore(Store):
     # -- writes ----------------------------------------------------------------------------------
     def write_batch(self, events: Sequence[Row], turns: Sequence[Row], finishes: Sequence[Row]) -> list[int]:
         p = self.param
-        with self._errors(), self._write() as conn:
+        with self._errors(), self._raw_write() as cur:
             if events:
-                conn.exec_driver_sql(self.insert_event_sql, list(events))
+                cur.executemany(self.insert_event_sql, events)
             if turns:
-                conn.exec_driver_sql(self.insert_turn_sql, list(turns))
+                cur.executemany(self.insert_turn_sql, turns)
             if not finishes:
                 return []
             params = [(f[1], f[2], f[3], f[4], f[0]) for f in finishes]
-            sql = (f"UPDATE turns SET status={p}, error={p}, final_output_obs_id={p}, finished_at={p} "
-                   f"WHERE turn_id={p}")
-            matched = conn.exec_driver_sql(sql, params).rowcount
-            if matched == len(finishes):
+            cur.executemany(f"UPDATE turns SET status={p}, error={p}, final_output_obs_id={p}, finished_at={p} "
+                            f"WHERE turn_id={p}", params)
+            if cur.rowcount == len(finishes):
                 return []
-            present = self._existing(conn, "turns", [f[0] for f in finishes])
+            ids = list(dict.fromkeys(f[0] for f in finishes))
+            cur.execute(f"SELECT turn_id FROM turns WHERE turn_id IN ({', '.join([p] * len(ids))})", ids)
+            present = {r[0] for r in cur.fetchall()}
             return [i for i, f in enumerate(finishes) if f[0] not in present]
 
     # -- reads -----------------------------------------------------------------------------------

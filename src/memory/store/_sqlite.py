@@ -24,6 +24,7 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 
@@ -90,6 +91,10 @@ class SqliteStore(SqlStore):
         self._check_file()
         with self.engine.connect().execution_options(sqlite_write=True) as conn, conn.begin():
             yield conn
+
+    def _begin_raw(self, cursor: Any) -> None:
+        self._check_file()
+        cursor.execute("BEGIN IMMEDIATE")
 
     def initialize(self) -> None:
         super().initialize()

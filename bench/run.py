@@ -1,0 +1,57 @@
+"""Run the benchmarks and print one table per area, with ratios against baselines of the same run.
+
+    ./dev bench                 # everything that is available (MariaDB if reachable)
+    ./dev bench --quick         # smaller sizes, for a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _common import mysql_available, rate, table, us  # noqa: E402
+
+
+def store_table(args: argparse.Namespace, backends: list[str]) -> str:
+    import bench_store
+
+    res = bench_store.run(backends, args.hot, args.drain, args.naive)
+    rows = []
+    for b, r in res.items():
+        rows.append((b, "append_event p50 (writer draining)", us(r["hot"]["p50"]), "≤ 15 µs",
+                     f"{r['naive']['p50'] / r['hot']['p50']:.0f}× faster than naive p50 (≥ 50×)"))
+        rows.append((b, "append_event p99 (writer draining)", us(r["hot"]["p99"]), "≤ 50 µs", ""))
+        rows.append((b, "naive: insert+commit per event p50 (engine defaults)", us(r["naive"]["p50"]), "baseline",
+                     ""))
+        rows.append((b, "naive with this project's tuned engine p50", us(r["naive_tuned"]["p50"]), "reference",
+                     f"{r['naive_tuned']['p50'] / r['hot']['p50']:.0f}× the hot path"))
+        rows.append((b, "raw driver executemany, 1,000-row txns (median of 3)", f"{r['raw']:,.0f}/s", "baseline",
+                     ""))
+        rows.append((b, "writer drain (median of 3)", f"{r['drain']:,.0f}/s", "≥ 0.8× raw",
+                     f"{r['drain'] / r['raw']:.2f}× raw driver"))
+    return table(rows, ("backend", "measure", "result", "target", "ratio"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    ap.add_argument("--only", choices=["store", "queue", "vault"], action="append")
+    ap.add_argument("--no-mysql", action="store_true")
+    args = ap.parse_args()
+    scale = 10 if args.quick else 1
+    args.hot, args.drain, args.naive = 200_000 // scale, 200_000 // scale, 2_000 // scale
+    backends = ["sqlite"] + (["mariadb"] if not args.no_mysql and mysql_available() else [])
+    only = set(args.only or ["store", "queue", "vault"])
+    print(f"# memory benchmarks — Python {platform.python_version()}, {platform.machine()}, "
+          f"backends: {', '.join(backends)}\n")
+    if "store" in only:
+        print("## Store: hot path and drain\n")
+        print(store_table(args, backends), "\n", flush=True)
+
+
+if __name__ == "__main__":
+    main()
