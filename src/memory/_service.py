@@ -181,6 +181,7 @@ class MemoryService:
     def initialize(self) -> None:
         """Bring the schema to head now (the writer also does this on its own). Raises StoreError."""
         self.store.initialize()
+        self.queue.initialized = True
 
     def flush(self, timeout: float | None = 10.0) -> bool:
         """Wait until every record accepted so far is committed or dead-lettered. True if so."""

@@ -66,24 +66,55 @@ def frame(payload: bytes) -> bytes:
     return _FRAME.pack(REC_MAGIC, len(payload), zlib.crc32(payload)) + payload
 
 
+# Payload: UTF-8 text, fields separated by U+001E. JSON bodies (obs, gate, meta, plan) are
+# embedded as they are — JSON escapes every control character, so U+001E never occurs inside
+# them — which spares a second JSON encoding of the largest field. Plain text fields are
+# JSON-encoded strings; numbers are their repr; an empty field is None.
+SEP = "\x1e"
+_T, _J, _F = 0, 1, 2  # field types: text, JSON body, float
+SCHEMAS = {1: (_T, _F, _T, _J, _J, _J), 2: (_T, _T, _T, _J, _J, _T, _F), 3: (_T, _T, _T, _T, _F)}
+_str = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _field(value: Any, typ: int) -> str:
+    if value is None:
+        return ""
+    if typ == _T:
+        return _str(value)
+    if typ == _F:
+        return repr(float(value))
+    return value  # type: ignore[no-any-return]
+
+
 def encode(kind: int, row: tuple[Any, ...]) -> tuple[bytes, tuple[Any, ...]]:
     """Frame a record; returns the bytes and the row actually framed.
 
     A lone surrogate in any text field cannot be encoded as UTF-8 (nor stored by a database);
-    such fields are repaired with U+FFFD-style replacement rather than failing the append.
+    such fields are repaired with replacement characters rather than failing the append.
     """
-    text = json.dumps([kind, *row], ensure_ascii=False, separators=(",", ":"))
+    if kind == 1:  # the hot path: one f-string, no loop
+        eid, ts, session, obs, gate, meta = row
+        text = (f"1{SEP}{_str(eid)}{SEP}{ts!r}{SEP}{_str(session)}{SEP}{obs}{SEP}"
+                f"{'' if gate is None else gate}{SEP}{'' if meta is None else meta}")
+    else:
+        text = SEP.join([str(kind), *(_field(v, t) for v, t in zip(row, SCHEMAS[kind]))])
     try:
         data = text.encode("utf-8")
     except UnicodeEncodeError:
         row = tuple(v.encode("utf-8", "replace").decode("utf-8") if isinstance(v, str) else v for v in row)
-        data = json.dumps([kind, *row], ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return encode(kind, row)
     return frame(data), row
 
 
 def decode(payload: bytes) -> tuple[int, tuple[Any, ...]]:
-    items = json.loads(payload)
-    return int(items[0]), tuple(items[1:])
+    parts = payload.decode("utf-8").split(SEP)
+    kind = int(parts[0])
+    schema = SCHEMAS[kind]
+    if len(parts) != len(schema) + 1:
+        raise ValueError("wrong field count")
+    row = tuple(None if v == "" else (json.loads(v) if t == _T else float(v) if t == _F else v)
+                for v, t in zip(parts[1:], schema))
+    return kind, row
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -128,7 +159,7 @@ def scan(seg: int, buf: bytes, base: int, final: bool) -> Iterator[Record | Dama
             payload = bytes(buf[i + FRAME_LEN:i + size])
             try:
                 kind, row = decode(payload)
-            except (ValueError, TypeError, IndexError):
+            except (ValueError, TypeError, IndexError, KeyError):
                 yield Damage(seg, base + i, base + i + size, "undecodable payload")
             else:
                 yield Record(seg, base + i, base + i + size, kind, row)
