@@ -209,7 +209,9 @@ class SqlStore(Store):
     def execute(self, sql: str, params: Sequence[Any] | Sequence[Sequence[Any]] = ()) -> list[Row]:
         """Run one driver-level statement in its own transaction (used by the vault sync)."""
         with self._errors(), self._write() as conn:
-            result = conn.exec_driver_sql(sql, params if params else ())
+            if not params and self.param == "%s":
+                sql = sql.replace("%", "%%")  # pyformat drivers format even without parameters
+            result = conn.exec_driver_sql(sql, params) if params else conn.exec_driver_sql(sql)
             return [tuple(r) for r in result.fetchall()] if result.returns_rows else []
 
     def ping(self) -> bool:
