@@ -113,3 +113,40 @@ def make_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ca
             problems = svc.check()
             svc.close()
             assert problems == [], problems
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
+    """Mount small real tmpfs file systems (for "no space left" and read-only faults).
+
+    Needs the privilege to mount (root in the CI sandbox). Elsewhere the test is skipped with that
+    reason, except under CI=true where it fails.
+    """
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def make(size_kb: int) -> Path:
+        mnt = tmp_path / f"mnt{len(mounted)}"
+        mnt.mkdir()
+        res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(mnt)],
+                             capture_output=True, text=True)
+        if res.returncode != 0:
+            msg = f"cannot mount a tmpfs here ({res.stderr.strip()}); run the suite as root"
+            if IN_CI:
+                pytest.fail(msg, pytrace=False)
+            pytest.skip(msg)
+        mounted.append(mnt)
+        return mnt
+
+    yield make
+    import subprocess as sp
+
+    for mnt in reversed(mounted):
+        sp.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def remount(mnt: Path, mode: str) -> None:
+    import subprocess
+
+    subprocess.run(["mount", "-o", f"remount,{mode}", str(mnt)], check=True, capture_output=True)

@@ -264,8 +264,10 @@ class Journal:
                 raise OSError(errno.EIO, "journal unavailable (backing off after an error)")
             try:
                 self._open_next(len(data))
+            except DiskFull:
+                raise  # a bound, not a fault: checked again (cheaply) on every append
             except OSError:
-                self.broken_until = time.monotonic() + 0.5
+                self.broken_until = time.monotonic() + 0.5  # don't retry a failing open() per append
                 raise
             seg, start = self.active, HEADER_LEN
             end = start + len(data)
