@@ -172,7 +172,7 @@ class Journal:
 
     def _scan_dir(self, adopt: bool) -> None:
         for p in self.dir.iterdir():
-            seg = parse_segment_name(p.name)
+            seg = parse_segment_name(p.name) if p.is_file() else None
             if seg is None:
                 if not adopt and p.name not in (STATE_FILE, LOCK_FILE, STATE_FILE + ".tmp"):
                     self.unknown.append(p)

@@ -112,6 +112,12 @@ class WriteQueue:
         self.accepted = self.committed = self.dead_lettered = self.recovered = 0
         self.dropped: collections.Counter[str] = collections.Counter()
         self.quarantined = 0
+        # Records expected in each segment (appended by us, or counted in an earlier run's
+        # segment) and records the writer has taken from it. When the read position leaves a
+        # segment, any difference is records destroyed by corruption: counted, never silent.
+        self._expected: dict[int, int] = {}
+        self._seen: dict[int, int] = {}
+        self._read_failures: dict[int, int] = {}
         self.initialized = False
         self.closed = False
         self._state_dirty = True
@@ -142,6 +148,35 @@ class WriteQueue:
                 return (mark[0], max(mark[1], HEADER_LEN))
         return (segs[0], HEADER_LEN) if segs else (self.journal.first_new, HEADER_LEN)
 
+    def _count_backlog(self) -> None:
+        """Count the records earlier runs left, so accepted/pending are exact from the start.
+
+        Runs on the writer thread before the first batch (never in the constructor). Damage is
+        not reported here; the replay that follows quarantines it as it reads.
+        """
+        n = 0
+        seg, off = self._pos
+        for s in self.journal.segments():
+            if s < seg or s >= self.journal.first_new:
+                continue
+            start = off if s == seg else HEADER_LEN
+            path = self.journal.path_of(s)
+            while True:
+                try:
+                    found, new = read_segment(path, s, max(start, HEADER_LEN), None, 100_000, final=True,
+                                              zero_tail_ok=s in self.journal.unsealed)
+                except OSError:
+                    break
+                valid = sum(1 for f in found if not isinstance(f, Damage))
+                n += valid
+                self._expected[s] = self._expected.get(s, 0) + valid
+                if not found or new == start:
+                    break
+                start = new
+        self.recovered += n
+        with self._lock:
+            self.accepted += n
+
     # -- hot path ----------------------------------------------------------------------------------
     def submit(self, kind: int, row: tuple[Any, ...]) -> None:
         """Accept one record. Never raises, never blocks on the database."""
@@ -168,6 +203,8 @@ class WriteQueue:
                     return self._journal_failed(kind, row, exc)
                 else:
                     mem = self._mem
+                    exp = self._expected
+                    exp[seg] = exp.get(seg, 0) + 1
                     self._seq += 1
                     mem.append(Item(seg, start, end, kind, row, self._seq))
                     if len(mem) > self.cfg.max_in_memory:
@@ -232,6 +269,7 @@ class WriteQueue:
             return self.breaker.retry_at - now
         if not self.dead.loaded:
             self.dead.load()
+            self._count_backlog()
         if not self.initialized and not self.initialize(now):
             return max(self.breaker.retry_at - now, 0.001)
         worked = self._retry_side(now)
@@ -284,7 +322,9 @@ class WriteQueue:
             nxt = self.journal.next_segment(seg)
             return [], ((nxt, HEADER_LEN) if nxt is not None else None)
         if off <= HEADER_LEN and live is None and read_header(path) is None:
-            return [], self._quarantine_segment(seg, path)
+            # A destroyed header costs only the header: the records behind it are still framed
+            # and checksummed, so they are read like any others.
+            self._quarantine_range(path, Damage(seg, 0, HEADER_LEN, "bad segment header"))
         limit = live
         if first_mem is not None and first_mem[0] == seg:
             limit = first_mem[1] if limit is None else min(limit, first_mem[1])
@@ -293,18 +333,22 @@ class WriteQueue:
                                           min(room, self.cfg.spill_batch_size), final=live is None,
                                           zero_tail_ok=seg in self.journal.unsealed)
         except OSError as exc:
-            self.warn.warning("read", "cannot read queue segment %s: %s", path.name, exc)
-            return [], None
+            fails = self._read_failures[seg] = self._read_failures.get(seg, 0) + 1
+            self.warn.warning("read", "cannot read queue segment %s (attempt %d): %s", path.name, fails, exc)
+            if fails < 3:
+                return [], None
+            # Unreadable for good: move it aside (counted) rather than let it block the queue.
+            quarantine(self.root, path.name, source=path)
+            self.quarantined += 1
+            self.journal.delete(seg)
+            nxt = self.journal.next_segment(seg)
+            return [], ((nxt, HEADER_LEN) if nxt is not None else (self.journal.active, HEADER_LEN))
         items: list[Item] = []
         for entry in found:
             if isinstance(entry, Damage):
                 self._quarantine_range(path, entry)
             else:
                 items.append(Item(entry.seg, entry.offset, entry.end, entry.kind, entry.row))
-        if seg < self.journal.first_new:
-            self.recovered += len(items)
-            with self._lock:
-                self.accepted += len(items)
         at_end = live is None and (new_off >= self._file_size(path))
         if at_end:
             nxt = self.journal.next_segment(seg)
@@ -329,14 +373,6 @@ class WriteQueue:
         self.quarantined += 1
         self.warn.warning("corrupt", "queue segment %s: %s at bytes %d-%d quarantined; reading on",
                           path.name, damage.reason, damage.start, damage.end)
-
-    def _quarantine_segment(self, seg: int, path: Path) -> Pos | None:
-        quarantine(self.root, path.name, source=path)
-        self.quarantined += 1
-        self.journal.delete(seg)
-        self.warn.warning("corrupt", "queue segment %s has no valid header; moved to quarantine", path.name)
-        nxt = self.journal.next_segment(seg)
-        return (nxt, HEADER_LEN) if nxt is not None else (self.journal.active, HEADER_LEN)
 
     # -- writing ----------------------------------------------------------------------------------------
     def _attempt(self, items: list[Item]) -> tuple[str, Exception | None, list[Item]]:
@@ -495,6 +531,7 @@ class WriteQueue:
             if nxt is not None:
                 self._pos = nxt
             todo = last - mem[0].n + 1 if mem and last >= 0 else 0
+        self._count_seen(batch)
         # The batch's memory items are a prefix of the window (evictions also leave from the
         # left), so trimming is a count. Done in small locked steps so appends never wait long.
         pop = mem.popleft
@@ -505,6 +542,24 @@ class WriteQueue:
                     pop()
             todo = todo - step if step else 0
         self._state_dirty = True
+
+    def _count_seen(self, batch: list[Item]) -> None:
+        seen = self._seen
+        if batch and batch[0].seg == batch[-1].seg >= 0:
+            seen[batch[0].seg] = seen.get(batch[0].seg, 0) + len(batch)  # the common case, O(1)
+        else:
+            for it in batch:
+                if it.seg >= 0:
+                    seen[it.seg] = seen.get(it.seg, 0) + 1
+        passed = [s for s in self._expected if s < self._pos[0]]
+        for seg in passed:
+            with self._lock:
+                lost = self._expected.pop(seg, 0) - self._seen.pop(seg, 0)
+                if lost > 0:
+                    self.dropped["corrupt"] += lost
+            if lost > 0:
+                self.warn.warning("corrupt-loss", "%d records in queue segment %d were destroyed by corruption "
+                                  "(quarantined)", lost, seg)
 
     # -- housekeeping ------------------------------------------------------------------------------------
     def watermark(self) -> Pos:
