@@ -4,8 +4,8 @@ Modes (switch at any time with :meth:`FaultProxy.set_mode`):
 
 * ``forward``   – pass bytes both ways;
 * ``refuse``    – new connections are accepted and immediately reset (RST), existing ones reset;
-* ``reset``     – forward, but reset every connection after ``reset_after`` bytes from the server
-                  (a reset in the middle of a query's answer);
+* ``reset``     – forward, but reset every connection after ``reset_after`` bytes in either
+                  direction (a reset in the middle of a query or of its answer);
 * ``blackhole`` – accept, read and never answer (a hung server / dropped packets);
 * ``slow``      – forward with ``delay`` seconds before each chunk.
 
@@ -103,7 +103,7 @@ class FaultProxy:
             return
 
     def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
-        from_server = 0
+        moved = 0
         try:
             while not self._stop.is_set():
                 r, _, _ = select.select([client, upstream], [], [], 0.2)
@@ -115,14 +115,12 @@ class FaultProxy:
                         raise OSError("closed")
                     if self.mode == "slow":
                         time.sleep(self.delay)
-                    if s is upstream:
-                        from_server += len(data)
-                        if self.mode == "reset" and from_server > self.reset_after:
-                            client.sendall(data[: max(0, len(data) // 2)])
-                            raise ConnectionResetError("injected reset")
-                        client.sendall(data)
-                    else:
-                        upstream.sendall(data)
+                    moved += len(data)
+                    dest = client if s is upstream else upstream
+                    if self.mode == "reset" and moved > self.reset_after:
+                        dest.sendall(data[: len(data) // 2])  # half of it, then the connection dies
+                        raise ConnectionResetError("injected reset")
+                    dest.sendall(data)
         except OSError:
             pass
         finally:
