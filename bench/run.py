@@ -36,6 +36,33 @@ def store_table(args: argparse.Namespace, backends: list[str]) -> str:
     return table(rows, ("backend", "measure", "result", "target", "ratio"))
 
 
+def queue_table(args: argparse.Namespace, backends: list[str]) -> str:
+    import bench_queue
+
+    rows = []
+    mb = 1024 * 1024
+    for b in backends:
+        r = bench_queue.run(b, args.outage, args.window)
+        o = r["outage"]
+        rows.append((b, "append p50 / p99, database up", f"{us(r['normal']['p50'])} / {us(r['normal']['p99'])}",
+                     "baseline", ""))
+        rows.append((b, f"append p50 / p99 during an outage ({args.outage:,} events)",
+                     f"{us(o['lat']['p50'])} / {us(o['lat']['p99'])}", "p99 ≤ 2× up and ≤ 50 µs",
+                     f"p99 {o['lat']['p99'] / r['normal']['p99']:.2f}× up"))
+        rows.append((b, f"RSS with the memory window full ({args.window:,} records)", f"{o['rss_window'] / mb:.1f} MB",
+                     "baseline (the configured bound)", ""))
+        rows.append((b, f"peak RSS across the outage ({args.outage:,} events)", f"{o['peak'] / mb:.1f} MB",
+                     "≤ bound + 20 MB", f"+{(o['peak'] - o['rss_window']) / mb:.1f} MB over the bound"))
+        rows.append((b, "constructor with the backlog on disk", f"{r['construct_s'] * 1000:.0f} ms", "≤ 100 ms", ""))
+        rows.append((b, "replay + drain after recovery", f"{r['replayed'] / r['drain_s']:,.0f}/s", "≥ 10,000/s",
+                     f"{r['replayed']:,} records in {r['drain_s']:.1f} s"))
+        rows.append((b, "live append p50 / p99 while replaying", f"{us(r['live']['p50'])} / {us(r['live']['p99'])}",
+                     "", f"p99 {r['live']['p99'] / r['normal']['p99']:.2f}× up"))
+        if r["check"]:
+            rows.append((b, "check() after drain", "; ".join(r["check"]), "[]", "FAILED"))
+    return table(rows, ("backend", "measure", "result", "target", "ratio / note"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
@@ -44,6 +71,7 @@ def main() -> None:
     args = ap.parse_args()
     scale = 10 if args.quick else 1
     args.hot, args.drain, args.naive = 200_000 // scale, 200_000 // scale, 2_000 // scale
+    args.outage, args.window = 1_000_000 // scale, 10_000
     backends = ["sqlite"] + (["mariadb"] if not args.no_mysql and mysql_available() else [])
     only = set(args.only or ["store", "queue", "vault"])
     print(f"# memory benchmarks — Python {platform.python_version()}, {platform.machine()}, "
@@ -51,6 +79,9 @@ def main() -> None:
     if "store" in only:
         print("## Store: hot path and drain\n")
         print(store_table(args, backends), "\n", flush=True)
+    if "queue" in only:
+        print("## Failure queue: outage, memory, replay\n")
+        print(queue_table(args, backends), "\n", flush=True)
 
 
 if __name__ == "__main__":

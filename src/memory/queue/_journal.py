@@ -40,6 +40,7 @@ from ._segments import HEADER_LEN, header, parse_segment_name, read_header, segm
 log = logging.getLogger("memory.queue")
 
 STATE_FILE = "state.json"
+RELEASE_STEP = 1 << 20
 LOCK_FILE = "lock"
 DEAD_LETTER_FILE = "dead-letter.jsonl"
 QUARANTINE_DIR = "quarantine"
@@ -169,6 +170,7 @@ class Journal:
         self.dirty = False
         self.last_sync = time.monotonic()
         self.broken_until = 0.0
+        self._released = 0
 
     def _scan_dir(self, adopt: bool) -> None:
         for p in self.dir.iterdir():
@@ -225,6 +227,7 @@ class Journal:
                 os.unlink(path)
             raise
         self.fd, self.map, self.active, self.capacity = fd, mapped, seg, capacity
+        self._released = 0
         self.sizes[seg] = HEADER_LEN
         self.total += HEADER_LEN
         self.allocated += capacity
@@ -273,6 +276,8 @@ class Journal:
             end = start + len(data)
         if self.map is not None:
             self.map[start:end] = data
+            if end - self._released > RELEASE_STEP:  # once per MB: keep RSS bounded in outages too
+                self._release_locked(end)
             if self.fsync_policy == "always":
                 page = start - start % mmap.PAGESIZE
                 self.map.flush(page, end - page)
@@ -307,6 +312,25 @@ class Journal:
                     elif self.fd >= 0:
                         os.fsync(self.fd)
         self.last_sync = time.monotonic()
+
+    def release_pages(self) -> None:
+        """Drop the written part of the active segment's map from this process's resident set.
+
+        The pages stay in the page cache (dirty ones are written back as usual; nothing is
+        lost); only our mapping of them goes, so a long outage grows RSS by at most a few pages
+        of the journal instead of a whole segment.
+        """
+        with self.lock:
+            self._release_locked(self.sizes.get(self.active, 0))
+
+    def _release_locked(self, end: int) -> None:
+        m = self.map
+        upto = end // mmap.PAGESIZE * mmap.PAGESIZE
+        if m is None or upto <= self._released:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            m.madvise(mmap.MADV_DONTNEED, self._released, upto - self._released)
+        self._released = upto
 
     def live_end(self, seg: int) -> int | None:
         """Readable end of ``seg`` if it is the segment being appended to, else None."""

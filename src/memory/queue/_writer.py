@@ -265,6 +265,7 @@ class WriteQueue:
         """One writer iteration. Returns how long to sleep before the next one."""
         if self.cfg.fsync == "interval" and now - self.journal.last_sync >= self.cfg.fsync_interval_ms / 1000:
             self.journal.sync()
+        self.journal.release_pages()
         if not self.breaker.allow(now):
             return self.breaker.retry_at - now
         if not self.dead.loaded:
@@ -371,6 +372,7 @@ class WriteQueue:
             data = b""
         quarantine(self.root, f"{path.name}-{damage.start}-{damage.end}.bin", data=data)
         self.quarantined += 1
+        self._state_dirty = True
         self.warn.warning("corrupt", "queue segment %s: %s at bytes %d-%d quarantined; reading on",
                           path.name, damage.reason, damage.start, damage.end)
 
@@ -557,6 +559,7 @@ class WriteQueue:
                 lost = self._expected.pop(seg, 0) - self._seen.pop(seg, 0)
                 if lost > 0:
                     self.dropped["corrupt"] += lost
+                    self._state_dirty = True
             if lost > 0:
                 self.warn.warning("corrupt-loss", "%d records in queue segment %d were destroyed by corruption "
                                   "(quarantined)", lost, seg)
@@ -584,11 +587,25 @@ class WriteQueue:
             self.journal.delete(seg)
         self._state_dirty = False
 
+    def lifetime_totals(self) -> dict[str, Any]:
+        """Totals over every run of this slot: earlier runs (from state.json) plus this one.
+
+        A record committed after the last save of a run that then crashed is replayed and counted
+        again by the next run; the per-run counters in ``stats()`` are exact.
+        """
+        base = self.lifetime
+        dropped = dict(base.get("dropped") or {})
+        with self._lock:
+            for reason, n in self.dropped.items():
+                dropped[reason] = int(dropped.get(reason, 0)) + n
+        return {"committed": int(base.get("committed", 0)) + self.committed,
+                "dead_lettered": int(base.get("dead_lettered", 0)) + self.dead_lettered,
+                "quarantined": int(base.get("quarantined", 0)) + self.quarantined,
+                "dropped": dropped, "runs": int(base.get("runs", 0)) + 1}
+
     def _save_state(self, mark: Pos) -> None:
-        life = dict(self.lifetime)
         state = {"watermark": list(mark), "pid": os.getpid(), "saved_at": self.wall(),
-                 "lifetime": {"committed": int(life.get("committed", 0)) + self.committed,
-                              "dead_lettered": int(life.get("dead_lettered", 0)) + self.dead_lettered}}
+                 "lifetime": self.lifetime_totals()}
         try:
             atomic_write_json(self.slot.path / "state.json", state)
         except OSError as exc:
@@ -707,7 +724,8 @@ class WriteQueue:
             "pending_disk": max(0, pending - mem - vol - side), "recovered": self.recovered,
             "quarantined": self.quarantined, "disk_bytes": disk, "segments": segs,
             "breaker_open": self.breaker.is_open, "consecutive_failures": self.breaker.failures,
-            "last_error": self.breaker.last_error, "slot": str(self.slot.path), "lifetime": self.lifetime,
+            "last_error": self.breaker.last_error, "slot": str(self.slot.path),
+            "lifetime": self.lifetime_totals(),
         }
 
 
