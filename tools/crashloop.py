@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -92,20 +93,33 @@ def install_poison_rule(dsn: str) -> None:
     store.dispose()
 
 
-def read_acks(path: Path) -> tuple[dict[str, bool], set[str]]:
+ID = re.compile(r"[0-9a-f]{26}")
+
+
+def read_acks(path: Path) -> tuple[dict[str, bool], set[str], list[tuple[str, str]]]:
+    """Acknowledged ids. A SIGKILL can cut the child's own ack line short (a write that spans a
+    page boundary stops at it when a fatal signal is pending); such a record *was* acknowledged,
+    so its id prefix is returned as ``torn`` and must still be found in the database."""
     events: dict[str, bool] = {}
     turns: set[str] = set()
+    torn: list[tuple[str, str]] = []
     if not path.exists():
-        return events, turns
+        return events, turns, torn
     for line in path.read_text().splitlines():
         parts = line.split()
-        if len(parts) != 3 or parts[0] not in "et":
-            continue  # a line torn by the kill, or a marker
-        if parts[0] == "e":
-            events[parts[1]] = parts[2] == "1"
-        else:
-            turns.add(parts[1])
-    return events, turns
+        if not parts or parts[0] not in ("e", "t"):
+            continue  # a start marker
+        rid = parts[1] if len(parts) > 1 else ""
+        if len(parts) == 3 and ID.fullmatch(rid) and parts[2] in ("0", "1"):
+            if parts[0] == "e":
+                events[rid] = parts[2] == "1"
+            else:
+                turns.add(rid)
+            continue
+        prefix = re.match(r"[0-9a-f]*", rid).group(0)  # type: ignore[union-attr]
+        if len(prefix) >= 12:
+            torn.append((parts[0], prefix))
+    return events, turns, torn
 
 
 def run_crash_loop(root: Path, dsn: str, cycles: int, seed: int = 0, flapper: Flapper | None = None,
@@ -140,20 +154,27 @@ def check(root: Path, dsn: str, cfg: dict[str, Any], ack: Path, cycles: int) -> 
     drained = svc.flush(300)
     problems = svc.check()
     stats = svc.health()["queue"]
-    events, turns = read_acks(ack)
+    events, turns, torn = read_acks(ack)
     in_db = svc.store.existing_ids("events", list(events))
     turns_in_db = svc.store.existing_ids("turns", list(turns))
+    torn_missing = []
+    for kind, prefix in torn:
+        table, col = ("events", "event_id") if kind == "e" else ("turns", "turn_id")
+        p = svc.store.param
+        if not svc.store.execute(f"SELECT {col} FROM {table} WHERE {col} LIKE {p}", (prefix + "%",)):
+            torn_missing.append(prefix)
     svc.close()
     dead_lines = [json.loads(x) for x in (root / "queue" / "dead-letter.jsonl").read_text().splitlines()] \
         if (root / "queue" / "dead-letter.jsonl").exists() else []
     dead_ids = [e["row"][0] for e in dead_lines if e["kind"] == 1]
     lost = [i for i in events if i not in in_db and i not in dead_ids]
     lost += [t for t in turns if t not in turns_in_db]
+    lost += [p for p in torn_missing if not any(d.startswith(p) for d in dead_ids)]
     duplicated = len(dead_ids) - len(set(dead_ids)) + len(set(dead_ids) & in_db)
     wrongly_dead = [i for i in dead_ids if i in events and not events[i]]
     poison_in_db = [i for i, p in events.items() if p and i in in_db]
     return {"cycles": cycles, "acknowledged": len(events) + len(turns), "events": len(events),
-            "turns": len(turns), "lost": len(lost), "duplicated": duplicated, "dead_lettered": len(set(dead_ids)),
+            "turns": len(turns), "torn_ack_lines": len(torn), "lost": len(lost), "duplicated": duplicated, "dead_lettered": len(set(dead_ids)),
             "wrongly_dead": len(wrongly_dead), "poison_in_db": len(poison_in_db), "drained": drained,
             "check_problems": problems, "quarantined": stats["quarantined"], "lost_ids": lost[:10]}
 
