@@ -26,6 +26,7 @@ from ._records import (EVENT, FINISH, STATUS_RUNNING, TURN, EventRecord, TurnRec
                        to_key, to_status, turn_from_row)
 from .queue._writer import RateLimitedLog, WriteQueue
 from .store import SqlStore, create_store
+from .vault import Note, SyncReport, Vault, VaultWatcher
 
 log = logging.getLogger("memory.service")
 T = TypeVar("T")
@@ -41,11 +42,12 @@ class MemoryService:
     """Persistence for events, turns and the vault, behind a contract that never fails the caller."""
 
     def __init__(self, config: Config, *, clock: Callable[[], float] = time.monotonic,
-                 start_writer: bool = True) -> None:
+                 start_writer: bool = True, start_vault: bool = True) -> None:
         """Build the service; returns without touching the database.
 
         ``start_writer=False`` leaves the background writer stopped until ``service.queue.start()``
-        (for benchmarks and tools that want to stage records first).
+        (for benchmarks and tools that want to stage records first); ``start_vault=False`` skips
+        the start-up vault sync and the watcher (``vault_sync()`` still works).
         """
         self.config = config
         self._clock = clock
@@ -57,6 +59,11 @@ class MemoryService:
                                 warn_interval=config.logging.warn_interval_s)
         if start_writer:
             self.queue.start()
+        self.vault = Vault(config.vault, self.store)
+        # Start-up sync (and, with vault.watch, the live watcher) run on their own thread.
+        self._watcher = VaultWatcher(self.vault, config.vault.debounce_ms / 1000)
+        if start_vault:
+            self._watcher.start(initial_sync=True, watch=config.vault.watch)
         self._atexit_hook = functools.partial(_close_at_exit, weakref.ref(self))
         atexit.register(self._atexit_hook)
 
@@ -177,6 +184,53 @@ class MemoryService:
         ids = sorted(found, reverse=True)[: max(0, int(limit))]
         return [self._apply(found[i], finishes) for i in ids]
 
+    # -- the vault: files are the truth; reads come from them -------------------------------------------
+    def get_system_prompt(self) -> str | None:
+        """Body of ``md/system.md`` (front matter stripped), or None."""
+        note = self.vault.read_config("system")
+        return None if note is None else note.content
+
+    def upsert_system_prompt(self, content: str, metadata: dict[str, Any] | None = None) -> Note:
+        return self.vault.write_config("system", content, metadata)
+
+    def get_user_profile(self, user_id: Any) -> str | None:
+        """Body of ``md/users/<user_id>.md``, or None."""
+        note = self.vault.read_user(user_id)
+        return None if note is None else note.content
+
+    def upsert_user_profile(self, user_id: Any, content: str, metadata: dict[str, Any] | None = None) -> Note:
+        return self.vault.write_user(user_id, content, metadata)
+
+    def get_config(self, key: str) -> Note | None:
+        return self.vault.read_config(key)
+
+    def upsert_config(self, key: str, content: str, metadata: dict[str, Any] | None = None) -> Note:
+        return self.vault.write_config(key, content, metadata)
+
+    def get_knowledge(self, key: str) -> Note | None:
+        return self.vault.read_knowledge(key)
+
+    def list_knowledge(self, category: str | None = None) -> list[Note]:
+        return self.vault.list_knowledge(category)
+
+    def upsert_knowledge(self, key: str, content: str, metadata: dict[str, Any] | None = None) -> Note:
+        """Write ``knowledge/<key>.md`` atomically. If a human changed it since the last sync, the
+        service's version goes to a conflict copy instead (see ``Note.conflict_path``)."""
+        return self.vault.write_knowledge(key, content, metadata)
+
+    def delete_knowledge(self, key: str) -> bool:
+        return self.vault.delete_knowledge(key)
+
+    def search_knowledge(self, query: str, limit: int = 5) -> list[Note]:
+        return self.vault.search(query, limit)
+
+    def vault_sync(self) -> SyncReport:
+        """Scan the vault now and bring the database in line with it."""
+        return self.vault.sync(reconcile=True)
+
+    def vault_check(self) -> dict[str, Any]:
+        return self.vault.check()
+
     # -- lifecycle ------------------------------------------------------------------------------------------
     def initialize(self) -> None:
         """Bring the schema to head now (the writer also does this on its own). Raises StoreError."""
@@ -201,6 +255,7 @@ class MemoryService:
         except Exception as exc:  # noqa: BLE001
             log.warning("close: queue shutdown failed: %s", exc)
             ok = False
+        self._watcher.shutdown()
         self.store.dispose()
         return ok
 
@@ -217,11 +272,15 @@ class MemoryService:
             reachable = False
         else:
             reachable = self.store.ping()
-        degraded = (not reachable) or q["pending_disk"] > 0 or bool(q["dropped"]) or q["quarantined"] > 0
+        degraded = ((not reachable) or q["pending_disk"] > 0 or bool(q["dropped"]) or q["quarantined"] > 0
+                    or bool(self.vault.conflicts()))
         return {
             "status": "closed" if self._closed else ("degraded" if degraded else "ok"),
             "database": {"reachable": reachable, "dialect": self.store.dialect,
                          "dsn": self.config.database.safe_dsn, "schema_ready": self.queue.initialized},
             "pending": q["pending"],
             "queue": q,
+            "vault": {"root": str(self.vault.root), "database_behind": self.vault.db_pending,
+                      "invalid_files": len(self.vault.problems()), "conflicts": self.vault.conflicts(),
+                      "watching": self._watcher.observer is not None and not self._closed},
         }

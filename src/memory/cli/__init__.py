@@ -116,5 +116,6 @@ def health(config_path: str, as_json: bool) -> None:
 
 from . import _queue_cmds  # noqa: E402,F401  (registers `queue` and `dead-letter`)
 from . import _demo  # noqa: E402,F401  (registers `demo`)
+from . import _vault_cmds  # noqa: E402,F401  (registers `vault`)
 
 __all__ = ["main"]

@@ -55,6 +55,16 @@ class MysqlStore(SqlStore):
             },
         )
 
+    def quote(self, name: str) -> str:
+        return f"`{name}`"
+
+    def upsert_sql(self, table: str) -> str:
+        cols = self.NOTE_COLS[table]
+        names = ", ".join(f"`{c}`" for c in cols)
+        updates = ", ".join(f"`{c}`=VALUES(`{c}`)" for c in cols[1:])
+        return (f"INSERT INTO {table} ({names}) VALUES ({', '.join(['%s'] * len(cols))}) "
+                f"ON DUPLICATE KEY UPDATE {updates}")
+
     @contextlib.contextmanager
     def schema_lock(self, conn: Connection) -> Iterator[None]:
         # Serializes concurrent upgrades across processes; the second one then finds head.

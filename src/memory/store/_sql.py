@@ -214,6 +214,57 @@ class SqlStore(Store):
             result = conn.exec_driver_sql(sql, params) if params else conn.exec_driver_sql(sql)
             return [tuple(r) for r in result.fetchall()] if result.returns_rows else []
 
+    # -- the vault's synced copy ------------------------------------------------------------------
+    NOTE_COLS = {
+        "configs": ("key", "path", "title", "content", "metadata_json", "digest", "mtime_ns", "updated_at"),
+        "knowledge": ("key", "category", "path", "title", "content", "tags", "headings", "links", "metadata_json",
+                      "digest", "mtime_ns", "updated_at"),
+    }
+
+    def upsert_sql(self, table: str) -> str:
+        raise NotImplementedError
+
+    def upsert_notes(self, table: str, rows: Sequence[Row]) -> None:
+        """Insert or replace vault rows (``NOTE_COLS[table]`` order), all in one transaction."""
+        if not rows:
+            return
+        with self._errors(), self._raw_write() as cur:
+            cur.executemany(self.upsert_sql(table), list(rows))
+
+    def delete_notes(self, table: str, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        with self._errors(), self._raw_write() as cur:
+            cur.executemany(f"DELETE FROM {table} WHERE {self.quote('key')}={self.param}", [(k,) for k in keys])
+
+    def note_digests(self, table: str) -> dict[str, tuple[str, str]]:
+        """key -> (digest, path) of every row: what the database believes the vault holds."""
+        rows = self._fetch(f"SELECT {self.quote('key')}, digest, path FROM {table}", ())
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    def get_note(self, table: str, key: str) -> dict[str, Any] | None:
+        cols = self.NOTE_COLS[table]
+        rows = self._fetch(f"SELECT {', '.join(self.quote(c) for c in cols)} FROM {table} "
+                           f"WHERE {self.quote('key')}={self.param}", (key,))
+        return dict(zip(cols, rows[0])) if rows else None
+
+    def search_knowledge(self, words: Sequence[str], limit: int) -> list[dict[str, Any]]:
+        """Notes whose title, tags or content contain every word (case-insensitive)."""
+        cols = self.NOTE_COLS["knowledge"]
+        where = " AND ".join(
+            f"(LOWER(title) LIKE {self.param} OR LOWER(content) LIKE {self.param} OR LOWER(tags) LIKE {self.param})"
+            for _ in words) or "1=1"
+        params: list[str] = []
+        for w in words:
+            like = f"%{w.lower()}%"
+            params += [like, like, like]
+        rows = self._fetch(f"SELECT {', '.join(self.quote(c) for c in cols)} FROM knowledge WHERE {where} "
+                           f"ORDER BY {self.quote('key')} LIMIT {int(limit) * 5}", tuple(params))
+        return [dict(zip(cols, r)) for r in rows]
+
+    def quote(self, name: str) -> str:
+        return f'"{name}"'
+
     def ping(self) -> bool:
         try:
             with self.engine.connect() as conn:

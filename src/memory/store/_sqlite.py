@@ -92,6 +92,13 @@ class SqliteStore(SqlStore):
         with self.engine.connect().execution_options(sqlite_write=True) as conn, conn.begin():
             yield conn
 
+    def upsert_sql(self, table: str) -> str:
+        cols = self.NOTE_COLS[table]
+        names = ", ".join(f'"{c}"' for c in cols)
+        updates = ", ".join(f'"{c}"=excluded."{c}"' for c in cols[1:])
+        return (f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(cols))}) "
+                f'ON CONFLICT("key") DO UPDATE SET {updates}')
+
     def _begin_raw(self, cursor: Any) -> None:
         self._check_file()
         cursor.execute("BEGIN IMMEDIATE")
