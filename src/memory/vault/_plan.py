@@ -72,18 +72,24 @@ def plan(current: Mapping[str, FileState], known: Mapping[str, Known]) -> Plan:
     by_digest: dict[str, list[str]] = {}
     for p in vanished:
         by_digest.setdefault(known[p].digest, []).append(p)
-    moved = []
-    still_new = []
-    for path in sorted(new):
-        candidates = by_digest.get(current[path].digest or "", [])
-        if not candidates:
-            still_new.append(path)
-            continue
-        same_name = [c for c in candidates if posixpath.basename(c) == posixpath.basename(path)]
-        old = (same_name or candidates)[0]
-        candidates.remove(old)
-        moved.append((old, path))
+    moved: list[tuple[str, str]] = []
+    unpaired = sorted(new)
+    # Two passes so a same-named file is never taken by another one first.
+    for same_name_only in (True, False):
+        rest = []
+        for path in unpaired:
+            candidates = by_digest.get(current[path].digest or "", [])
+            if same_name_only:
+                candidates = [c for c in candidates if posixpath.basename(c) == posixpath.basename(path)]
+            if not candidates:
+                rest.append(path)
+                continue
+            old = candidates[0]
+            by_digest[current[path].digest or ""].remove(old)
+            moved.append((old, path))
+        unpaired = rest
+    still_new = unpaired
     moved_from = {old for old, _ in moved}
     deleted = [p for p in vanished if p not in moved_from]
-    return Plan(new=tuple(sorted(still_new)), modified=tuple(sorted(modified)), moved=tuple(moved),
+    return Plan(new=tuple(sorted(still_new)), modified=tuple(sorted(modified)), moved=tuple(sorted(moved)),
                 deleted=tuple(sorted(deleted)), unchanged=tuple(sorted(unchanged)), invalid=tuple(sorted(invalid)))
