@@ -1,0 +1,130 @@
+"""The live watcher with a real watchdog observer, against how editors really save files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from memory import MemoryService
+
+from .conftest import service_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def wait_for(cond: Callable[[], bool], timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+@pytest.fixture
+def live(dsn: str, tmp_path: Path) -> Iterator[tuple[MemoryService, Path]]:
+    shutil.copytree(REPO / "vault", tmp_path / "vault", ignore=shutil.ignore_patterns("metadata.json"))
+    cfg = service_config(dsn, tmp_path)
+    cfg["vault"].update({"watch": True, "debounce_ms": 100})
+    svc = MemoryService.from_config(cfg)
+    assert wait_for(lambda: svc._watcher.observer is not None and not svc.vault.db_pending)
+    yield svc, tmp_path / "vault"
+    svc.close()
+
+
+def content(svc: MemoryService, key: str) -> str | None:
+    row = svc.store.get_note("knowledge", key)
+    return None if row is None else row["content"]
+
+
+def keys(svc: MemoryService) -> set[str]:
+    return set(svc.store.note_digests("knowledge"))
+
+
+def test_vim_save(live: tuple[MemoryService, Path]) -> None:
+    svc, root = live
+    f = root / "knowledge" / "facts" / "coffee.md"
+    probe = f.parent / "4913"
+    probe.write_text("")
+    probe.unlink()
+    backup = f.with_name("coffee.md~")
+    os.rename(f, backup)
+    f.write_text("# Morning coffee\n\nedited in vim\n")
+    backup.unlink()
+    (f.parent / ".coffee.md.swp").write_bytes(b"b0VIM swap")
+    assert wait_for(lambda: "edited in vim" in (content(svc, "facts/coffee") or ""))
+    assert keys(svc) == {"facts/coffee", "facts/decaf", "facts/weather", "experiences/first-chat"}
+
+
+def test_vscode_truncate_and_write_in_two_parts(live: tuple[MemoryService, Path]) -> None:
+    svc, root = live
+    f = root / "knowledge" / "facts" / "decaf.md"
+    with open(f, "w", encoding="utf-8") as fh:  # truncate in place
+        fh.write("# Decaf\n\nfirst half, ")
+        fh.flush()
+        os.fsync(fh.fileno())
+        time.sleep(0.05)
+        fh.write("second half\n")
+    assert wait_for(lambda: content(svc, "facts/decaf") == "# Decaf\n\nfirst half, second half\n")
+
+
+def test_jetbrains_safe_write(live: tuple[MemoryService, Path]) -> None:
+    svc, root = live
+    f = root / "knowledge" / "facts" / "weather.md"
+    tmp = f.with_name("weather.md___jb_tmp___")
+    old = f.with_name("weather.md___jb_old___")
+    tmp.write_text("# Weather\n\nsaved by an IDE\n")
+    os.rename(f, old)
+    os.rename(tmp, f)
+    old.unlink()
+    assert wait_for(lambda: "saved by an IDE" in (content(svc, "facts/weather") or ""))
+    assert "facts/weather" in keys(svc) and len(keys(svc)) == 4
+
+
+def test_sed_in_place_and_emacs_lock(live: tuple[MemoryService, Path]) -> None:
+    svc, root = live
+    f = root / "knowledge" / "facts" / "coffee.md"
+    os.symlink("user@host.1234:1700000000", f.parent / ".#coffee.md")  # emacs lock file
+    tmp = f.parent / "sedAb12Cd"
+    tmp.write_text(f.read_text().replace("flat white", "cortado"))
+    os.rename(tmp, f)
+    assert wait_for(lambda: "cortado" in (content(svc, "facts/coffee") or ""))
+    (f.parent / ".#coffee.md").unlink()
+    assert len(keys(svc)) == 4
+
+
+def test_move_between_categories_and_delete(live: tuple[MemoryService, Path]) -> None:
+    svc, root = live
+    (root / "knowledge" / "tips").mkdir()
+    os.rename(root / "knowledge" / "facts" / "weather.md", root / "knowledge" / "tips" / "weather.md")
+    assert wait_for(lambda: "tips/weather" in keys(svc) and "facts/weather" not in keys(svc))
+    assert svc.store.get_note("knowledge", "tips/weather")["category"] == "tips"  # type: ignore[index]
+    (root / "knowledge" / "facts" / "decaf.md").unlink()
+    assert wait_for(lambda: "facts/decaf" not in keys(svc))
+
+
+def test_burst_of_500_files_is_a_few_batches(live: tuple[MemoryService, Path]) -> None:
+    svc, root = live
+    before = svc._watcher.syncs
+    folder = root / "knowledge" / "bulk"
+    folder.mkdir()
+    for i in range(500):
+        (folder / f"note-{i:03d}.md").write_text(f"# Note {i}\n\nbulk body {i} [[facts/coffee]]\n")
+    assert wait_for(lambda: len(keys(svc)) == 504, timeout=120)
+    assert svc._watcher.syncs - before <= 10  # coalesced, not one sync per file
+    assert svc.vault_check()["ok"] is True
+
+
+def test_own_writes_cause_no_resync(live: tuple[MemoryService, Path]) -> None:
+    svc, root = live
+    svc.upsert_knowledge("facts/own", "# Own\n\nwritten by the service")
+    stamp = svc.store.get_note("knowledge", "facts/own")["updated_at"]  # type: ignore[index]
+    syncs = svc._watcher.syncs
+    assert wait_for(lambda: svc._watcher.syncs > syncs)  # the watcher saw the file event...
+    assert svc.vault.last_sync is not None and svc.vault.last_sync.modified == 0  # ...and found nothing to do
+    assert svc.store.get_note("knowledge", "facts/own")["updated_at"] == stamp  # type: ignore[index]
