@@ -61,6 +61,7 @@ def test_database_on_a_file_system_remounted_read_only(make_service: Make, tmpfs
     svc = make_service(f"sqlite:///{db}")
     svc.append_event({"warm": True}, "s")
     assert svc.flush(30)
+    svc._watcher.thread.join(30)  # type: ignore[union-attr]  # the start-up vault sync is done
     svc.store.dispose()  # no connection may hold the file open for writing across the remount
     remount(mnt, "ro")
     try:

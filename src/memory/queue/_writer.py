@@ -42,6 +42,7 @@ from ._segments import HEADER_LEN, Damage, encode, read_header, read_segment
 log = logging.getLogger("memory.queue")
 
 Pos = tuple[int, int]
+IDLE_WAIT = 5.0  # seconds an idle writer sleeps unless an append wakes it
 
 
 class Item:
@@ -123,6 +124,7 @@ class WriteQueue:
         self._state_dirty = True
         self._progress = threading.Condition()
         self._wake = threading.Event()
+        self._idle = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         state = load_state(self.slot.path)
@@ -202,6 +204,9 @@ class WriteQueue:
                 except OSError as exc:
                     return self._journal_failed(kind, row, exc)
                 else:
+                    if self._idle:
+                        self._idle = False
+                        self._wake.set()  # only on the idle → busy transition, not per append
                     mem = self._mem
                     exp = self._expected
                     exp[seg] = exp.get(seg, 0) + 1
@@ -220,6 +225,9 @@ class WriteQueue:
         # Called with the lock held. The record can still reach the database from memory.
         if len(self._volatile) < self.cfg.max_in_memory:
             self._volatile.append(Item(-1, 0, 0, kind, row))
+            if self._idle:
+                self._idle = False
+                self._wake.set()
         else:
             self.dropped["journal_error"] += 1
         self.warn.warning("journal", "journal write failed (%s); holding records in memory only", exc)
@@ -286,10 +294,16 @@ class WriteQueue:
         return self._next_side_due(now)
 
     def _next_side_due(self, now: float) -> float:
-        idle = self.cfg.flush_interval_ms / 1000
+        interval = self.cfg.flush_interval_ms / 1000
         with self._lock:
-            due = min((it.next_at for it in self._side.values()), default=now + idle)
-        return max(0.0, min(idle, due - now))
+            due = min((it.next_at for it in self._side.values()), default=now + interval)
+            quiet = (not self._mem and not self._side and not self._volatile and not self._state_dirty
+                     and not self.journal.dirty and self._at_head(self._pos))
+            if quiet:
+                # Nothing at all to do: sleep until an append wakes us (no polling while idle).
+                self._idle = True
+                return IDLE_WAIT
+        return max(0.0, min(interval, due - now))
 
     # -- building batches ------------------------------------------------------------------------------
     def _fill_inflight(self) -> bool:
@@ -625,7 +639,8 @@ class WriteQueue:
         return pos >= target or (mem_empty and self._at_head(pos))
 
     def _at_head(self, pos: Pos) -> bool:
-        return pos[0] == self.journal.active and pos[1] >= self.journal.sizes.get(pos[0], HEADER_LEN)
+        active = self.journal.active
+        return pos >= (active, self.journal.sizes.get(active, HEADER_LEN))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything accepted before this call is committed or dead-lettered."""

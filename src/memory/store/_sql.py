@@ -8,6 +8,7 @@ the driver's ``executemany`` fast path), the schema lock and the mapping of driv
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -276,3 +277,6 @@ class SqlStore(Store):
     def dispose(self) -> None:
         with contextlib.suppress(Exception):
             self.engine.dispose()
+        # A DBAPI connection dropped without close() (sqlite3 keeps a self-referencing statement
+        # cache) holds its file handles until the cyclic GC runs; dispose means "let go now".
+        gc.collect()
