@@ -7,11 +7,13 @@ crashes. See the README for the full contract.
 
 from ._config import (Config, DatabaseConfig, FailureQueueConfig, LoggingConfig, VaultConfig, load_config,
                       mask_dsn)
+from ._disabled import DisabledMemoryService
 from ._errors import (ConfigError, InvalidKeyError, MemoryServiceError, StoreError, StoreRejected,
                       StoreUnavailable)
 from ._ids import IdGenerator
 from ._records import EventRecord, TurnRecord
 from ._service import MemoryService
+from .vault import Note, SyncReport
 
 __version__ = "0.1.0"
 
@@ -19,6 +21,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DatabaseConfig",
+    "DisabledMemoryService",
     "EventRecord",
     "FailureQueueConfig",
     "IdGenerator",
@@ -26,9 +29,11 @@ __all__ = [
     "LoggingConfig",
     "MemoryService",
     "MemoryServiceError",
+    "Note",
     "StoreError",
     "StoreRejected",
     "StoreUnavailable",
+    "SyncReport",
     "TurnRecord",
     "VaultConfig",
     "load_config",

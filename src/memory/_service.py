@@ -20,6 +20,7 @@ from os import PathLike
 from typing import Any, TypeVar
 
 from ._config import Config, load_config
+from ._disabled import DisabledMemoryService, disabled_by_env
 from ._errors import StoreError
 from ._ids import IdGenerator
 from ._records import (EVENT, FINISH, STATUS_RUNNING, TURN, EventRecord, TurnRecord, event_from_row, to_json,
@@ -61,7 +62,7 @@ class MemoryService:
             self.queue.start()
         self.vault = Vault(config.vault, self.store)
         # Start-up sync (and, with vault.watch, the live watcher) run on their own thread.
-        self._watcher = VaultWatcher(self.vault, config.vault.debounce_ms / 1000)
+        self._watcher = VaultWatcher(self.vault, config.vault.debounce_ms / 1000, prepare=self.store.initialize)
         if start_vault:
             self._watcher.start(initial_sync=True, watch=config.vault.watch)
         self._atexit_hook = functools.partial(_close_at_exit, weakref.ref(self))
@@ -70,7 +71,14 @@ class MemoryService:
     @classmethod
     def from_config(cls, path_or_mapping: str | PathLike[str] | Mapping[str, Any] = "config/memory.yaml",
                     **kwargs: Any) -> MemoryService:
-        """Build from a YAML file or a mapping. Raises ConfigError for an invalid config only."""
+        """Build from a YAML file or a mapping. Raises ConfigError for an invalid config only.
+
+        Kill switch: with ``MEMORY_ENABLED=0`` in the environment this returns a
+        :class:`~memory.DisabledMemoryService` instead — same methods, no I/O, records still
+        get ids — so an operator can take memory out without touching the core.
+        """
+        if disabled_by_env():
+            return DisabledMemoryService()  # type: ignore[return-value]
         return cls(load_config(path_or_mapping), **kwargs)
 
     def __enter__(self) -> MemoryService:

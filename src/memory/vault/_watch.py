@@ -39,8 +39,10 @@ class _Handler(FileSystemEventHandler):
 class VaultWatcher:
     """initialize / loop_once / shutdown, driven by a threading.Event."""
 
-    def __init__(self, vault: Vault, debounce_s: float, max_delay_s: float = 1.0, retry_s: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic, on_sync: Callable[[], None] | None = None) -> None:
+    def __init__(self, vault: Vault, debounce_s: float, max_delay_s: float = 1.0, retry_s: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic, on_sync: Callable[[], None] | None = None,
+                 prepare: Callable[[], None] | None = None) -> None:
+        self.prepare = prepare  # run once before the first sync (the service brings the schema to head)
         self.vault, self.debounce, self.max_delay, self.retry_s = vault, debounce_s, max_delay_s, retry_s
         self.clock = clock
         self.on_sync = on_sync
@@ -110,6 +112,11 @@ class VaultWatcher:
 
     def start(self, initial_sync: bool = True, watch: bool = True) -> None:
         def main() -> None:
+            if self.prepare is not None:
+                try:
+                    self.prepare()
+                except Exception as exc:  # noqa: BLE001 - the database may be down: sync retries
+                    log.warning("vault: database not ready (%s); the first sync will retry", exc)
             if initial_sync:
                 try:
                     self.vault.sync(reconcile=True)

@@ -1,0 +1,186 @@
+"""A small, readable reference chat core (asyncio) wired to memory through the hooks.
+
+Pipeline per observation: gate → ``after_gate`` → (DELIVER + MESSAGE) ``on_deliver`` → agent →
+``after_agent`` / ``on_agent_error`` → output sink. One worker task per session keeps each
+conversation in order while sessions run in parallel. The agent is rule-based and answers from
+the vault: the system prompt, the user's profile and ``search_knowledge``.
+
+This is what a real core looks like from memory's side; the demo and the tests drive it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import re
+from typing import Any
+
+from ._hooks import AsyncMemoryHooks
+
+
+class ObsType(enum.Enum):
+    MESSAGE = "message"
+    SYSTEM = "system"
+    REACTION = "reaction"
+
+
+class Decision(enum.Enum):
+    DELIVER = "deliver"
+    DROP = "drop"
+
+
+@dataclasses.dataclass
+class Observation:
+    session_key: str
+    text: str
+    type: ObsType = ObsType.MESSAGE
+    user_id: str | None = None
+    id: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class GateResult:
+    action: Decision
+    scene: str
+    score: float
+    reasons: tuple[str, ...]
+
+
+@dataclasses.dataclass
+class AgentResult:
+    text: str
+    error: str | None = None
+    sources: tuple[str, ...] = ()
+
+
+class AgentFailure(RuntimeError):
+    """The agent broke (the demo triggers it with "[fail]" in a message)."""
+
+
+class Gate:
+    """Drop empty and system observations, deliver messages, drop everything else."""
+
+    def __init__(self, system_session: str = "system") -> None:
+        self.system_session = system_session
+
+    def decide(self, obs: Observation) -> GateResult:
+        if obs.session_key == self.system_session or obs.type is ObsType.SYSTEM:
+            return GateResult(Decision.DROP, "system", 0.0, ("system observation",))
+        if not obs.text.strip():
+            return GateResult(Decision.DROP, "empty", 0.0, ("empty text",))
+        if obs.type is ObsType.MESSAGE:
+            return GateResult(Decision.DELIVER, "chat", 1.0, ("message",))
+        return GateResult(Decision.DROP, obs.type.value, 0.2, ("not a message",))
+
+
+class RuleAgent:
+    """Answers from the vault: the system prompt, the user's profile and ``search_knowledge``.
+
+    ``[fail]`` in the text makes it raise; ``[error]`` makes it return an error result.
+    """
+
+    def __init__(self, memory: Any) -> None:
+        self.memory = memory
+
+    def _safe(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args) if self.memory is not None else None
+        except Exception:  # noqa: BLE001 - a missing profile is not the agent's failure
+            return None
+
+    def answer(self, obs: Observation) -> AgentResult:
+        if "[fail]" in obs.text:
+            raise AgentFailure(f"agent crashed on purpose for {obs.session_key}")
+        if "[error]" in obs.text:
+            return AgentResult(text="Sorry, I could not answer that.", error="agent reported an error")
+        if "who are you" in obs.text.lower():
+            system = self._safe(lambda: self.memory.get_system_prompt()) or ""
+            intro = next((ln for ln in system.splitlines() if ln.strip() and not ln.startswith("#")), "")
+            return AgentResult(text=intro or "I am the assistant.", sources=("md/system.md",) if intro else ())
+        profile = self._safe(lambda: self.memory.get_user_profile(obs.user_id)) if obs.user_id else None
+        words = [w for w in re.findall(r"[\w-]+", obs.text.lower()) if len(w) > 3]
+        notes = []
+        for w in words:
+            notes = self._safe(lambda w=w: self.memory.search_knowledge(w, 1)) or []
+            if notes:
+                break
+        parts = []
+        if profile:
+            parts.append(f"(I remember: {profile.strip().splitlines()[-1][:80]})")
+        if notes:
+            first = next((ln for ln in notes[0].content.splitlines() if ln and not ln.startswith("#")), "")
+            parts.append(f"From '{notes[0].title}': {first[:120]}")
+        else:
+            parts.append("I don't have a note about that yet.")
+        return AgentResult(text=" ".join(parts), sources=tuple(n.key for n in notes[:1]))
+
+
+class ReferenceCore:
+    """inputs → gate → agent → outputs, with memory hooks at each step."""
+
+    def __init__(self, memory: Any, *, system_session: str = "system", hook_timeout: float = 1.0) -> None:
+        self.memory = memory
+        self.hooks = AsyncMemoryHooks(memory, system_session=system_session, timeout=hook_timeout)
+        self.gate = Gate(system_session)
+        self.agent = RuleAgent(memory)
+        self.outputs: list[Observation] = []
+        self.processed: list[tuple[Observation, GateResult, str | None]] = []  # obs, decision, turn id
+        self._queues: dict[str, asyncio.Queue[Observation | None]] = {}
+        self._workers: list[asyncio.Task[None]] = []
+        self._count = 0
+
+    async def submit(self, obs: Observation) -> None:
+        q = self._queues.get(obs.session_key)
+        if q is None:
+            q = self._queues[obs.session_key] = asyncio.Queue()
+            self._workers.append(asyncio.create_task(self._worker(q), name=f"session-{obs.session_key}"))
+        await q.put(obs)
+
+    async def _worker(self, q: asyncio.Queue[Observation | None]) -> None:
+        while True:
+            obs = await q.get()
+            if obs is None:
+                return
+            await self.handle(obs)
+
+    async def handle(self, obs: Observation) -> None:
+        decision = self.gate.decide(obs)
+        await self.hooks.a_after_gate(obs, decision)
+        turn_id = None
+        if decision.action is Decision.DELIVER:
+            turn_id = await self.hooks.a_on_deliver(obs, decision)
+            loop = asyncio.get_running_loop()
+            try:
+                result = await loop.run_in_executor(None, self.agent.answer, obs)
+            except Exception as exc:  # noqa: BLE001 - the agent's failure is recorded, not fatal
+                await self.hooks.a_on_agent_error(turn_id, exc)
+                self._emit(Observation(obs.session_key, "(the assistant had a problem; please try again)",
+                                       id=self._next_id()), turn_id)
+            else:
+                reply = Observation(obs.session_key, result.text, id=self._next_id())
+                await self.hooks.a_after_agent(turn_id, result=result, outputs=[reply])
+                self._emit(reply, turn_id)
+        self.processed.append((obs, decision, turn_id))
+
+    def _emit(self, reply: Observation, turn_id: str | None) -> None:
+        if turn_id and reply.metadata is None:
+            reply.metadata = {"memory_turn_id": turn_id}
+        self.outputs.append(reply)
+
+    def _next_id(self) -> str:
+        self._count += 1
+        return f"out-{self._count}"
+
+    async def drain(self) -> None:
+        """Let every session finish what it was given."""
+        for q in self._queues.values():
+            await q.put(None)
+        await asyncio.gather(*self._workers)
+        self._queues.clear()
+        self._workers.clear()
+
+    async def shutdown(self) -> None:
+        await self.drain()
+        await self.hooks.a_shutdown()
