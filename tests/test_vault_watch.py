@@ -128,3 +128,39 @@ def test_own_writes_cause_no_resync(live: tuple[MemoryService, Path]) -> None:
     assert wait_for(lambda: svc._watcher.syncs > syncs)  # the watcher saw the file event...
     assert svc.vault.last_sync is not None and svc.vault.last_sync.modified == 0  # ...and found nothing to do
     assert svc.store.get_note("knowledge", "facts/own")["updated_at"] == stamp  # type: ignore[index]
+
+
+def test_cli_vault_watch_runs_until_ctrl_c(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from memory import load_config
+    from memory.store import create_store
+
+    shutil.copytree(REPO / "vault", tmp_path / "vault", ignore=shutil.ignore_patterns("metadata.json"))
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(f"database:\n  dsn: sqlite:///{tmp_path / 'w.db'}\nvault:\n  root_path: {tmp_path / 'vault'}\n"
+                   f"  debounce_ms: 50\nfailure_queue:\n  path: {tmp_path / 'q'}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "memory.cli", "vault", "watch", "--config", str(cfg)],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None and "watching" in proc.stderr.readline()
+        store = create_store(load_config({"database": {"dsn": f"sqlite:///{tmp_path / 'w.db'}"}}).database)
+        f = tmp_path / "vault" / "knowledge" / "facts" / "coffee.md"
+        f.write_text("# Coffee\n\nedited while watching\n")
+
+        def synced() -> bool:
+            try:
+                row = store.get_note("knowledge", "facts/coffee")
+            except Exception:  # noqa: BLE001 - the schema may not exist yet
+                return False
+            return row is not None and "edited while watching" in row["content"]
+
+        assert wait_for(synced)
+        store.dispose()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert "stopped" in err and "Traceback" not in err
