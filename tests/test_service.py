@@ -195,3 +195,41 @@ def test_health_reports_reachability_and_pending(make_service: Make, dsn: str) -
     h = svc.health()
     assert h["status"] == "ok" and h["database"]["reachable"] is True and h["pending"] == 0
     assert h["queue"]["accepted"] == h["queue"]["committed"] == 1
+
+
+def test_close_runs_at_interpreter_exit(dsn: str, tmp_path: Path) -> None:
+    """A process that forgets close() still flushes at exit: the rows are there before any replay."""
+    import json
+    import subprocess
+    import sys
+
+    from memory import load_config
+    from memory.store import create_store
+
+    from .conftest import service_config
+
+    code = ("import json, sys\nfrom memory import MemoryService\n"
+            "svc = MemoryService.from_config(json.loads(sys.argv[1]))\n"
+            "print(json.dumps([svc.append_event({'i': i}, 'exit').event_id for i in range(300)]))\n")
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(service_config(dsn, tmp_path))],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    ids = json.loads(out.stdout)
+    store = create_store(load_config({"database": {"dsn": dsn}}).database)
+    try:
+        assert store.existing_ids("events", ids) == set(ids)
+    finally:
+        store.dispose()
+
+
+def test_lifetime_accounting_survives_restarts(make_service: Make, dsn: str) -> None:
+    svc = make_service(dsn)
+    for i in range(30):
+        svc.append_event({"i": i}, "s")
+    svc.close()
+    again = make_service(dsn)
+    for i in range(20):
+        again.append_event({"i": i}, "s")
+    assert again.flush(10)
+    life = again.health()["queue"]["lifetime"]
+    assert life["committed"] == 50 and life["runs"] == 2 and life["dead_lettered"] == 0

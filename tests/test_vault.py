@@ -211,3 +211,27 @@ def test_reads_work_while_the_database_is_down_and_it_catches_up(tmp_path: Path)
         assert svc.health()["vault"]["database_behind"] is False
     finally:
         svc.close()
+
+
+def test_reindex_tool_rebuilds_rows_from_files(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    shutil.copytree(REPO / "vault", tmp_path / "vault", ignore=shutil.ignore_patterns("metadata.json"))
+    db = tmp_path / "r.db"
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(f"database:\n  dsn: sqlite:///{db}\nvault:\n  root_path: {tmp_path / 'vault'}\n"
+                   f"failure_queue:\n  path: {tmp_path / 'q'}\n")
+    run = [sys.executable, str(REPO / "tools" / "memory_reindex.py"), "reindex", "--config", str(cfg)]
+    first = subprocess.run(run, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE knowledge SET content = 'stale'")  # the index drifted
+    conn.commit()
+    conn.close()
+    again = subprocess.run(run, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and json.loads(again.stdout)["notes"] == 7
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT COUNT(*) FROM knowledge WHERE content = 'stale'").fetchone()[0] == 0
+    assert conn.execute("SELECT COUNT(*) FROM knowledge").fetchone()[0] == 4
+    conn.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import signal
 import threading
 from typing import Any
@@ -41,8 +42,9 @@ def vault_sync(config_path: str, as_json: bool) -> None:
 
 @vault.command("watch")
 @config_option
+@json_option
 @boundary
-def vault_watch(config_path: str) -> None:
+def vault_watch(config_path: str, as_json: bool) -> None:
     """Keep the database in sync with the vault until Ctrl+C (foreground)."""
     from ..vault import VaultWatcher
 
@@ -50,8 +52,15 @@ def vault_watch(config_path: str) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    watcher = VaultWatcher(svc.vault, svc.config.vault.debounce_ms / 1000,
-                           on_sync=lambda: click.echo(_describe(svc.vault.last_sync), err=True))
+
+    def report() -> None:
+        last = svc.vault.last_sync
+        if as_json:  # one JSON object per sync, on stdout
+            click.echo(json.dumps(dataclasses.asdict(last) if last else {}, default=str))
+        else:
+            click.echo(_describe(last), err=True)
+
+    watcher = VaultWatcher(svc.vault, svc.config.vault.debounce_ms / 1000, on_sync=report)
     watcher.start(initial_sync=True, watch=True)
     click.echo(f"watching {svc.vault.root} (Ctrl+C to stop)", err=True)
     stop.wait()

@@ -154,6 +154,16 @@ class Vault:
             self.last_sync = report
             return report
 
+    def rebuild(self) -> SyncReport:
+        """Drop every vault row and sync everything again from the files (the reindex tool)."""
+        with self.lock:
+            self._load()
+            if self.store is not None:
+                for table in ("configs", "knowledge"):
+                    self.store.delete_notes(table, list(self.store.note_digests(table)))
+            self._known.clear()  # the rows are gone: nothing counts as synced any more
+            return self.sync(reconcile=False)
+
     def _note_row(self, rel: str, data: bytes, st: FileState) -> tuple[str, tuple[Any, ...]]:
         text, decode_problem = _decode(data)
         parsed = parse(text, rel)
