@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from ._layout import CONFIG_DIR, KNOWLEDGE_DIR, is_ignored_name, is_note_path
+from ._layout import CONFIG_DIR, KNOWLEDGE_DIR, SUFFIX, is_ignored_name
 from ._plan import FileState, Known
 
 
@@ -19,26 +19,27 @@ def note_paths(root: Path) -> list[str]:
     """Relative POSIX paths of every note file (hidden folders and temp files skipped)."""
     out: list[str] = []
 
-    def walk(folder: Path, rel: str) -> None:
+    def walk(folder: str, rel: str, depth: int, min_depth: int) -> None:
         try:
             entries = list(os.scandir(folder))
         except OSError:
             return
         for e in entries:
-            if is_ignored_name(e.name):
+            name = e.name
+            if is_ignored_name(name):  # every component is checked here, once
                 continue
-            sub = f"{rel}/{e.name}"
             try:
                 if e.is_dir(follow_symlinks=False):
-                    walk(Path(e.path), sub)
-                elif e.is_file() and is_note_path(sub):
-                    out.append(sub)
+                    walk(e.path, f"{rel}/{name}", depth + 1, min_depth)
+                elif depth >= min_depth and name.endswith(SUFFIX) and len(name) > len(SUFFIX) and e.is_file():
+                    out.append(f"{rel}/{name}")
             except OSError:
                 continue
 
-    for top in (CONFIG_DIR, KNOWLEDGE_DIR):
+    # md/<name>.md needs no folder; knowledge notes live in a category folder.
+    for top, min_depth in ((CONFIG_DIR, 1), (KNOWLEDGE_DIR, 2)):
         if (root / top).is_dir():
-            walk(root / top, top)
+            walk(str(root / top), top, 1, min_depth)
     return out
 
 
@@ -47,8 +48,9 @@ def snapshot(root: Path, known: Mapping[str, Known], max_bytes: int,
     """State of every note file, and the bytes of those that had to be read (changed ones)."""
     states: dict[str, FileState] = {}
     contents: dict[str, bytes] = {}
+    base = str(root)
     for rel in note_paths(root) if paths is None else paths:
-        full = root / rel
+        full = os.path.join(base, rel)
         try:
             st = os.stat(full)
         except FileNotFoundError:

@@ -106,13 +106,15 @@ class Vault:
             self._known.clear()
 
     def _save(self) -> None:
+        problems = self._problems
         data = {"version": 1, "files": {
-            p: {**dataclasses.asdict(k), "invalid": self._problems.get(p)} for p, k in sorted(self._known.items())},
+            p: {"digest": k.digest, "mtime_ns": k.mtime_ns, "size": k.size, "synced": k.synced,
+                "invalid": problems.get(p)} for p, k in sorted(self._known.items())},
             "conflicts": sorted(self._conflicts)}
         tmp = self.root / f".{METADATA_FILE}.tmp"
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
+            tmp.write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
             os.replace(tmp, self.root / METADATA_FILE)
         except OSError as exc:
             log.warning("cannot write %s: %s", self.root / METADATA_FILE, exc)
@@ -183,6 +185,7 @@ class Vault:
 
     def _apply(self, the_plan: Plan, states: dict[str, FileState], contents: dict[str, bytes],
                known: dict[str, Known]) -> bool:
+        problems_before = dict(self._problems)
         rows: dict[str, list[tuple[Any, ...]]] = {"configs": [], "knowledge": []}
         deletes: dict[str, list[str]] = {"configs": [], "knowledge": []}
         touched = [*the_plan.new, *the_plan.modified, *(new for _, new in the_plan.moved)]
@@ -225,9 +228,11 @@ class Vault:
         for rel in list(self._problems):
             if rel not in states and rel not in new_known:
                 self._problems.pop(rel, None)
+        unchanged = new_known == self._known and problems_before == self._problems
         self._known = new_known
         self.db_pending = not ok or any(not k.synced for k in new_known.values())
-        self._save()
+        if not unchanged:  # a no-change sync of a large vault must not rewrite metadata.json
+            self._save()
         return ok
 
     # -- reading (from the files) ----------------------------------------------------------------------
