@@ -82,3 +82,19 @@ def test_garbage_state_file_and_leftover_tmp_do_not_stop_start_up(make_service: 
     again = make_service(f"sqlite:///{tmp_path / 'ok.db'}")
     assert again.flush(30)
     assert again.store.existing_ids("events", ids) == set(ids)
+
+
+def test_segment_left_empty_by_an_interrupted_start(make_service: Make, tmp_path: Path) -> None:
+    """A run killed between creating a segment and writing its header leaves an empty file."""
+    svc = make_service(dead_dsn())
+    ids = [svc.append_event({"i": i}, "s").event_id for i in range(5)]
+    svc.close(timeout=0.1)
+    slot = tmp_path / "queue" / "slot-0"
+    (slot / "seg-000000000050.log").write_bytes(b"")
+    (slot / "seg-000000000051.log").write_bytes(b"MEMQ")  # a header cut short
+    again = make_service(f"sqlite:///{tmp_path / 'ok.db'}")
+    later = again.append_event({"after": True}, "s").event_id
+    assert again.flush(30)
+    assert again.store.existing_ids("events", [*ids, later]) == {*ids, later}
+    assert again.health()["queue"]["quarantined"] == 0  # nothing to keep, and no loop counting it
+    assert not (slot / "seg-000000000050.log").exists() and not (slot / "seg-000000000051.log").exists()

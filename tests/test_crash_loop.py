@@ -20,3 +20,4 @@ def test_crash_loop_sqlite(tmp_path: Path) -> None:
     assert result["drained"] and result["check_problems"] == [], result
     assert result["lost"] == 0 and result["duplicated"] == 0, result
     assert result["wrongly_dead"] == 0 and result["poison_in_db"] == 0, result
+    assert result["quarantined"] <= 2 * result["cycles"], result  # at most a torn tail or two per kill

@@ -122,6 +122,14 @@ def read_acks(path: Path) -> tuple[dict[str, bool], set[str], list[tuple[str, st
     return events, turns, torn
 
 
+def _started(ack: Path) -> int:
+    """How many children have reached their append loop (they write a marker line)."""
+    try:
+        return ack.read_bytes().count(b"# started")
+    except FileNotFoundError:
+        return 0
+
+
 def run_crash_loop(root: Path, dsn: str, cycles: int, seed: int = 0, flapper: Flapper | None = None,
                    max_life: float = 0.9, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     root.mkdir(parents=True, exist_ok=True)
@@ -130,19 +138,28 @@ def run_crash_loop(root: Path, dsn: str, cycles: int, seed: int = 0, flapper: Fl
     rng = random.Random(seed)
     ack = root / "acked.log"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    started = _started(ack)
     for cycle in range(cycles):
         child = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(cfg), str(ack), str(rng.randrange(1 << 30))],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         life = rng.uniform(0.05, max_life)
         if flapper is not None:
             flapper(rng, life + 0.3)
-        time.sleep(0.3 + life)  # ~0.3 s of start-up (replay happens there), then appends
+        if rng.random() < 0.2:
+            time.sleep(rng.uniform(0.0, 0.4))  # kill during start-up (imports, adoption, replay)
+        else:
+            # Kill a random time after the child started appending, however slow the machine.
+            deadline = time.monotonic() + 60
+            while _started(ack) <= started and time.monotonic() < deadline and child.poll() is None:
+                time.sleep(0.01)
+            time.sleep(life)
+        started = _started(ack)
         if child.poll() is not None:
             raise RuntimeError(f"child died on its own in cycle {cycle}: {child.stderr.read().decode()[-2000:]}")
         child.send_signal(signal.SIGKILL)
         child.wait()
         child.stderr.close()  # type: ignore[union-attr]
-        log(f"cycle {cycle + 1}/{cycles}: killed after {life + 0.3:.2f}s")
+        log(f"cycle {cycle + 1}/{cycles}: killed")
     return check(root, dsn, cfg, ack, cycles)
 
 

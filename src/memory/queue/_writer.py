@@ -119,6 +119,7 @@ class WriteQueue:
         self._expected: dict[int, int] = {}
         self._seen: dict[int, int] = {}
         self._read_failures: dict[int, int] = {}
+        self._header_checked: set[int] = set()
         self.initialized = False
         self.closed = False
         self._state_dirty = True
@@ -336,10 +337,18 @@ class WriteQueue:
         if live is None and not path.exists():
             nxt = self.journal.next_segment(seg)
             return [], ((nxt, HEADER_LEN) if nxt is not None else None)
-        if off <= HEADER_LEN and live is None and read_header(path) is None:
-            # A destroyed header costs only the header: the records behind it are still framed
-            # and checksummed, so they are read like any others.
-            self._quarantine_range(path, Damage(seg, 0, HEADER_LEN, "bad segment header"))
+        if live is None and seg not in self._header_checked:
+            self._header_checked.add(seg)
+            if self._file_size(path) < HEADER_LEN:
+                # Created by a run killed before it wrote the header: it never held a record.
+                log.info("removing empty queue segment %s left by an interrupted start", path.name)
+                self.journal.delete(seg)
+                nxt = self.journal.next_segment(seg)
+                return [], ((nxt, HEADER_LEN) if nxt is not None else (self.journal.active, HEADER_LEN))
+            if read_header(path) is None:
+                # A destroyed header costs only the header: the records behind it are still
+                # framed and checksummed, so they are read like any others.
+                self._quarantine_range(path, Damage(seg, 0, HEADER_LEN, "bad segment header"))
         limit = live
         if first_mem is not None and first_mem[0] == seg:
             limit = first_mem[1] if limit is None else min(limit, first_mem[1])
