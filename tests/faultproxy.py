@@ -99,7 +99,7 @@ class FaultProxy:
                 r, _, _ = select.select([client], [], [], 0.2)
                 if r and not client.recv(65536):
                     return
-        except OSError:
+        except (OSError, ValueError):  # closed by kill_all() from another thread
             return
 
     def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
@@ -121,7 +121,7 @@ class FaultProxy:
                         dest.sendall(data[: len(data) // 2])  # half of it, then the connection dies
                         raise ConnectionResetError("injected reset")
                     dest.sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a socket closed by kill_all() from another thread
             pass
         finally:
             _rst(client)
