@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import mysql_available, rate, table, us  # noqa: E402
+from _common import mysql_available, table, us  # noqa: E402
 
 
 def store_table(args: argparse.Namespace, backends: list[str]) -> str:

@@ -37,6 +37,18 @@ def _mysql_error() -> str | None:
 _MYSQL_STATE: dict[str, str | None] = {}
 
 
+def wait_for(cond: Callable[[], bool], timeout: float = 60.0) -> bool:
+    """Poll ``cond`` until it holds or a generous deadline passes (tests never assert on time)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
 def require_mysql() -> None:
     if "error" not in _MYSQL_STATE:
         _MYSQL_STATE["error"] = _mysql_error()
@@ -150,3 +162,18 @@ def remount(mnt: Path, mode: str) -> None:
     import subprocess
 
     subprocess.run(["mount", "-o", f"remount,{mode}", str(mnt)], check=True, capture_output=True)
+
+
+@pytest.fixture
+def proxy(mysql_dsn: str) -> Iterator[tuple[Any, str]]:
+    """A fault-injecting TCP proxy in front of a fresh MariaDB database, and the DSN through it."""
+    from sqlalchemy.engine import make_url
+
+    from .faultproxy import FaultProxy
+
+    url = make_url(mysql_dsn)
+    p = FaultProxy(url.host or "127.0.0.1", url.port or 3306)
+    try:
+        yield p, url.set(port=p.port).render_as_string(hide_password=False)
+    finally:
+        p.close()

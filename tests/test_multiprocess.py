@@ -50,6 +50,7 @@ def test_four_processes_append_at_once(dsn: str, tmp_path: Path) -> None:
         assert store.count("events") == 4 * n  # every record exactly once
         assert store.count("turns") == 4 * n
         assert store.existing_ids("events", events) == set(events)
+        assert store.existing_ids("turns", turns) == set(turns)
         rows = store.execute("SELECT COUNT(*) FROM turns WHERE status = 'ok'")
         assert rows[0][0] == 4 * n
     finally:

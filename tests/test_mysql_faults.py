@@ -12,16 +12,15 @@ import pytest
 
 from memory import MemoryService
 
-from .conftest import IN_CI, require_mysql
+from .conftest import IN_CI, require_mysql, wait_for
 from .faultproxy import FaultProxy
 from .mariadb_server import OwnMariaDB
-from .test_unreachable import proxy, wait_for  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.integration
 Make = Callable[..., MemoryService]
 
 
-def test_refused_connections(make_service: Make, proxy: tuple[FaultProxy, str]) -> None:  # noqa: F811
+def test_refused_connections(make_service: Make, proxy: tuple[FaultProxy, str]) -> None:
     p, dsn = proxy
     svc = make_service(dsn)
     svc.append_event({"warm": 1}, "s")
@@ -35,7 +34,7 @@ def test_refused_connections(make_service: Make, proxy: tuple[FaultProxy, str]) 
     assert svc.store.existing_ids("events", ids) == set(ids)
 
 
-def test_reset_in_the_middle_of_queries(make_service: Make, proxy: tuple[FaultProxy, str]) -> None:  # noqa: F811
+def test_reset_in_the_middle_of_queries(make_service: Make, proxy: tuple[FaultProxy, str]) -> None:
     p, dsn = proxy
     svc = make_service(dsn, batch_size=400)
     svc.initialize()
@@ -50,7 +49,7 @@ def test_reset_in_the_middle_of_queries(make_service: Make, proxy: tuple[FaultPr
     assert svc.health()["queue"]["dead_lettered"] == 0
 
 
-def test_slow_database_never_slows_the_caller(make_service: Make, proxy: tuple[FaultProxy, str]) -> None:  # noqa: F811
+def test_slow_database_never_slows_the_caller(make_service: Make, proxy: tuple[FaultProxy, str]) -> None:
     p, dsn = proxy
     svc = make_service(dsn)
     svc.initialize()

@@ -5,13 +5,12 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from memory import MemoryService
 
-from .conftest import remount
+from .conftest import remount, wait_for
 
 Make = Callable[..., MemoryService]
 
@@ -24,14 +23,6 @@ sys.stdin.readline()
 conn.execute("ROLLBACK")
 """
 
-
-def wait_for(cond: Callable[[], bool], timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
 
 
 def test_database_locked_by_another_process(make_service: Make, tmp_path: Path) -> None:

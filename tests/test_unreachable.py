@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from memory import MemoryService
 
-from .conftest import MYSQL_URL
+from .conftest import wait_for
 from .faultproxy import FaultProxy
 
 Make = Callable[..., MemoryService]
@@ -24,26 +23,6 @@ def closed_port() -> int:
     s.close()  # nothing listens there now
     return port
 
-
-def wait_for(cond: Callable[[], bool], timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
-
-
-@pytest.fixture
-def proxy(mysql_dsn: str) -> Iterator[tuple[FaultProxy, str]]:
-    from sqlalchemy.engine import make_url
-
-    url = make_url(mysql_dsn)
-    p = FaultProxy(url.host or "127.0.0.1", url.port or 3306)
-    try:
-        yield p, url.set(port=p.port).render_as_string(hide_password=False)
-    finally:
-        p.close()
 
 
 def test_closed_port_neither_raises_nor_hangs(make_service: Make, tmp_path: Path) -> None:

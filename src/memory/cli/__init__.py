@@ -6,11 +6,12 @@ Library errors become CLI errors only here, at the command boundary: a
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import click
@@ -69,20 +70,27 @@ def db() -> None:
     """Database schema maintenance."""
 
 
-@db.command("upgrade")
-@config_option
-@boundary
-def db_upgrade(config_path: str) -> None:
-    """Bring the database schema to the newest revision (idempotent)."""
+@contextlib.contextmanager
+def open_store(config_path: str) -> Iterator[tuple[Config, Any]]:
+    """The configured store, disposed afterwards (for commands that need no service)."""
     from ..store import create_store
 
     cfg = load(config_path)
     store = create_store(cfg.database)
     try:
-        store.initialize()
-        click.echo(f"{cfg.database.safe_dsn}: schema at revision {store.current_revision()}")
+        yield cfg, store
     finally:
         store.dispose()
+
+
+@db.command("upgrade")
+@config_option
+@boundary
+def db_upgrade(config_path: str) -> None:
+    """Bring the database schema to the newest revision (idempotent)."""
+    with open_store(config_path) as (cfg, store):
+        store.initialize()
+        click.echo(f"{cfg.database.safe_dsn}: schema at revision {store.current_revision()}")
 
 
 @db.command("current")
@@ -90,14 +98,8 @@ def db_upgrade(config_path: str) -> None:
 @boundary
 def db_current(config_path: str) -> None:
     """Show the schema revision the database is at."""
-    from ..store import create_store
-
-    cfg = load(config_path)
-    store = create_store(cfg.database)
-    try:
+    with open_store(config_path) as (_cfg, store):
         click.echo(store.current_revision() or "empty (no schema yet)")
-    finally:
-        store.dispose()
 
 
 @main.command()

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from ..queue._admin import dead_letters, describe, inspect_queue, purge, requeue
-from . import boundary, config_option, emit, json_option, load, main
+from . import boundary, config_option, emit, json_option, load, main, open_store
 
 
 @main.group()
@@ -59,14 +59,8 @@ def dl_list(config_path: str, as_json: bool, limit: int) -> None:
 @boundary
 def dl_requeue(config_path: str, as_json: bool) -> None:
     """Write every dead letter to the database again; successes leave the file."""
-    from ..store import create_store
-
-    cfg = load(config_path)
-    store = create_store(cfg.database)
-    try:
+    with open_store(config_path) as (cfg, store):
         result = requeue(cfg.failure_queue.path, store)
-    finally:
-        store.dispose()
     emit(result, as_json, lambda r: click.echo(f"requeued {r['requeued']}, still dead {r['remaining']}"))
 
 
