@@ -34,56 +34,17 @@ from .._config import FailureQueueConfig
 from .._errors import StoreRejected, StoreUnavailable
 from .._records import EVENT, FINISH, TURN
 from ..store import Store
-from ._deadletter import DeadLetter, record_key
+from ._deadletter import DeadLetter
 from ._journal import DEAD_LETTER_FILE, DiskFull, Journal, Slot, atomic_write_json, load_state, quarantine
 from ._retry import Breaker, backoff
-from ._segments import HEADER_LEN, Damage, encode, read_header, read_segment
+from ._accounting import check, count_records, stats
+from ._reader import SpillReader
+from ._item import Item, Pos, RateLimitedLog
+from ._segments import HEADER_LEN, encode
 
 log = logging.getLogger("memory.queue")
 
-Pos = tuple[int, int]
 IDLE_WAIT = 5.0  # seconds an idle writer sleeps unless an append wakes it
-
-
-class Item:
-    """One record in flight. Mutable on purpose: the writer tracks attempts on it."""
-
-    __slots__ = ("seg", "off", "end", "kind", "row", "n", "done", "attempts", "first_error", "last_error",
-                 "first_failed_at", "last_failed_at", "next_at")
-
-    def __init__(self, seg: int, off: int, end: int, kind: int, row: tuple[Any, ...], n: int = -1) -> None:
-        self.seg, self.off, self.end, self.kind, self.row, self.n = seg, off, end, kind, row, n
-        self.done = False
-        self.attempts = 0
-        self.first_error = self.last_error = ""
-        self.first_failed_at = self.last_failed_at = 0.0
-        self.next_at = 0.0
-
-    @property
-    def pos(self) -> Pos:
-        return (self.seg, self.off)
-
-    @property
-    def key(self) -> str:
-        return record_key(self.kind, self.row)
-
-
-class RateLimitedLog:
-    """WARNING lines at most once per ``interval`` per key, with a count of what was suppressed."""
-
-    def __init__(self, logger: logging.Logger, interval: float, clock: Callable[[], float]) -> None:
-        self.logger, self.interval, self.clock = logger, interval, clock
-        self._last: dict[str, float] = {}
-        self._suppressed: collections.Counter[str] = collections.Counter()
-
-    def warning(self, key: str, msg: str, *args: Any) -> None:
-        now = self.clock()
-        if now - self._last.get(key, -1e18) < self.interval:
-            self._suppressed[key] += 1
-            return
-        self._last[key] = now
-        extra = self._suppressed.pop(key, 0)
-        self.logger.warning(msg + (f" ({extra} similar suppressed)" if extra else ""), *args)
 
 
 class WriteQueue:
@@ -112,14 +73,12 @@ class WriteQueue:
         self._suspect = 0
         self.accepted = self.committed = self.dead_lettered = self.recovered = 0
         self.dropped: collections.Counter[str] = collections.Counter()
-        self.quarantined = 0
+        self._quarantined_files = 0
         # Records expected in each segment (appended by us, or counted in an earlier run's
         # segment) and records the writer has taken from it. When the read position leaves a
         # segment, any difference is records destroyed by corruption: counted, never silent.
         self._expected: dict[int, int] = {}
         self._seen: dict[int, int] = {}
-        self._read_failures: dict[int, int] = {}
-        self._header_checked: set[int] = set()
         self.initialized = False
         self.closed = False
         self._state_dirty = True
@@ -131,10 +90,16 @@ class WriteQueue:
         state = load_state(self.slot.path)
         self.lifetime: dict[str, Any] = dict(state.get("lifetime") or {})
         self._pos = self._start_position(state.get("watermark"))
+        self.reader = SpillReader(self.journal, self.root, self.warn)
         for path in self.journal.unknown:
             if quarantine(self.root, path.name, source=path):
-                self.quarantined += 1
+                self._quarantined_files += 1
                 self.warn.warning("unknown", "moved unknown file %s from the queue folder to quarantine", path.name)
+
+    @property
+    def quarantined(self) -> int:
+        """Damaged ranges and unknown files moved to the quarantine folder by this run."""
+        return self._quarantined_files + self.reader.quarantined
 
     # -- start-up ----------------------------------------------------------------------------------
     def _start_position(self, watermark: Any) -> Pos:
@@ -157,25 +122,10 @@ class WriteQueue:
         Runs on the writer thread before the first batch (never in the constructor). Damage is
         not reported here; the replay that follows quarantines it as it reads.
         """
-        n = 0
-        seg, off = self._pos
-        for s in self.journal.segments():
-            if s < seg or s >= self.journal.first_new:
-                continue
-            start = off if s == seg else HEADER_LEN
-            path = self.journal.path_of(s)
-            while True:
-                try:
-                    found, new = read_segment(path, s, max(start, HEADER_LEN), None, 100_000, final=True,
-                                              zero_tail_ok=s in self.journal.unsealed)
-                except OSError:
-                    break
-                valid = sum(1 for f in found if not isinstance(f, Damage))
-                n += valid
-                self._expected[s] = self._expected.get(s, 0) + valid
-                if not found or new == start:
-                    break
-                start = new
+        per_segment = count_records(self.journal, self._pos, below=self.journal.first_new)
+        for seg, valid in per_segment.items():
+            self._expected[seg] = self._expected.get(seg, 0) + valid
+        n = sum(per_segment.values())
         self.recovered += n
         with self._lock:
             self.accepted += n
@@ -330,74 +280,11 @@ class WriteQueue:
         return bool(batch) or (next_pos is not None and next_pos != self._pos)
 
     def _read_disk(self, first_mem: Pos | None, room: int) -> tuple[list[Item], Pos | None]:
-        """Read spilled / recovered records from the read position, up to the memory window."""
-        seg, off = self._pos
-        live = self.journal.live_end(seg)
-        path = self.journal.path_of(seg)
-        if live is None and not path.exists():
-            nxt = self.journal.next_segment(seg)
-            return [], ((nxt, HEADER_LEN) if nxt is not None else None)
-        if live is None and seg not in self._header_checked:
-            self._header_checked.add(seg)
-            if self._file_size(path) < HEADER_LEN:
-                # Created by a run killed before it wrote the header: it never held a record.
-                log.info("removing empty queue segment %s left by an interrupted start", path.name)
-                self.journal.delete(seg)
-                nxt = self.journal.next_segment(seg)
-                return [], ((nxt, HEADER_LEN) if nxt is not None else (self.journal.active, HEADER_LEN))
-            if read_header(path) is None:
-                # A destroyed header costs only the header: the records behind it are still
-                # framed and checksummed, so they are read like any others.
-                self._quarantine_range(path, Damage(seg, 0, HEADER_LEN, "bad segment header"))
-        limit = live
-        if first_mem is not None and first_mem[0] == seg:
-            limit = first_mem[1] if limit is None else min(limit, first_mem[1])
-        try:
-            found, new_off = read_segment(path, seg, max(off, HEADER_LEN), limit,
-                                          min(room, self.cfg.spill_batch_size), final=live is None,
-                                          zero_tail_ok=seg in self.journal.unsealed)
-        except OSError as exc:
-            fails = self._read_failures[seg] = self._read_failures.get(seg, 0) + 1
-            self.warn.warning("read", "cannot read queue segment %s (attempt %d): %s", path.name, fails, exc)
-            if fails < 3:
-                return [], None
-            # Unreadable for good: move it aside (counted) rather than let it block the queue.
-            quarantine(self.root, path.name, source=path)
-            self.quarantined += 1
-            self.journal.delete(seg)
-            nxt = self.journal.next_segment(seg)
-            return [], ((nxt, HEADER_LEN) if nxt is not None else (self.journal.active, HEADER_LEN))
-        items: list[Item] = []
-        for entry in found:
-            if isinstance(entry, Damage):
-                self._quarantine_range(path, entry)
-            else:
-                items.append(Item(entry.seg, entry.offset, entry.end, entry.kind, entry.row))
-        at_end = live is None and (new_off >= self._file_size(path))
-        if at_end:
-            nxt = self.journal.next_segment(seg)
-            return items, ((nxt, HEADER_LEN) if nxt is not None else (seg, new_off))
-        return items, (seg, new_off) if new_off != off else None
-
-    @staticmethod
-    def _file_size(path: Path) -> int:
-        try:
-            return path.stat().st_size
-        except OSError:
-            return 0
-
-    def _quarantine_range(self, path: Path, damage: Damage) -> None:
-        try:
-            with open(path, "rb") as fh:
-                fh.seek(damage.start)
-                data = fh.read(damage.end - damage.start)
-        except OSError:
-            data = b""
-        quarantine(self.root, f"{path.name}-{damage.start}-{damage.end}.bin", data=data)
-        self.quarantined += 1
-        self._state_dirty = True
-        self.warn.warning("corrupt", "queue segment %s: %s at bytes %d-%d quarantined; reading on",
-                          path.name, damage.reason, damage.start, damage.end)
+        before = self.reader.quarantined
+        items, nxt = self.reader.read(self._pos, first_mem, min(room, self.cfg.spill_batch_size))
+        if self.reader.quarantined != before:
+            self._state_dirty = True  # lifetime counters changed: save them soon
+        return items, nxt
 
     # -- writing ----------------------------------------------------------------------------------------
     def _attempt(self, items: list[Item]) -> tuple[str, Exception | None, list[Item]]:
@@ -682,75 +569,12 @@ class WriteQueue:
         self.slot.release()
         return ok
 
-    def count_on_disk(self) -> int:
-        """Records in the journal from the read position to the head (a full scan; for check())."""
-        n = 0
-        seg, off = self._pos
-        for s in self.journal.segments():
-            if s < seg:
-                continue
-            live = self.journal.live_end(s)
-            start = off if s == seg else HEADER_LEN
-            while True:
-                found, new = read_segment(self.journal.path_of(s), s, start, live, 100_000, final=live is None,
-                                          zero_tail_ok=s in self.journal.unsealed)
-                n += sum(1 for f in found if not isinstance(f, Damage))
-                if not found or new == start:
-                    break
-                start = new
-        return n
-
     def check(self) -> list[str]:
-        """Reconcile counters with what is really held; call when idle (after flush or close).
-
-        Returns a list of problems, empty when everything is accounted for:
-        accepted = committed + dead-lettered + dropped + pending, where pending is *counted*
-        (records on disk past the read position, in the retry list, memory-only), not derived.
-        """
-        problems: list[str] = []
-        with self._lock:
-            accepted, dropped = self.accepted, sum(self.dropped.values())
-            side, vol, mem = len(self._side), len(self._volatile), len(self._mem)
-            sizes = dict(self.journal.sizes)
-            total = self.journal.total
-        unresolved = self.count_on_disk() + side + vol
-        resolved = self.committed + self.dead_lettered + dropped
-        if accepted != resolved + unresolved:
-            problems.append(f"accounting: accepted {accepted} != committed {self.committed} + dead "
-                            f"{self.dead_lettered} + dropped {dropped} + pending {unresolved}")
-        if mem > self.cfg.max_in_memory:
-            problems.append(f"memory window holds {mem} > max_in_memory {self.cfg.max_in_memory}")
-        if total != sum(sizes.values()):
-            problems.append(f"journal size counter {total} != sum of segment sizes {sum(sizes.values())}")
-        for seg, size in sizes.items():
-            real = self._file_size(self.journal.path_of(seg))
-            if seg == self.journal.active and self.journal.map is not None:
-                size = self.journal.capacity  # preallocated; the used part is tracked separately
-            if real != size:
-                problems.append(f"segment {seg}: tracked {size} bytes, file has {real}")
-        mark = self.watermark()
-        stale = [s for s in sizes if s < mark[0] and s != self.journal.active]
-        if len(stale) > self.cfg.max_dump_backups and not self._state_dirty:
-            problems.append(f"resolved segments not deleted: {stale}")
-        return problems
+        """Reconcile counters with what is really held; call when idle (after flush or close)."""
+        return check(self)
 
     def stats(self) -> dict[str, Any]:
-        with self._lock:
-            mem, vol, side = len(self._mem), len(self._volatile), len(self._side)
-            dropped = dict(self.dropped)
-            accepted = self.accepted
-            disk = self.journal.allocated
-            segs = len(self.journal.sizes)
-        pending = max(0, accepted - self.committed - self.dead_lettered - sum(dropped.values()))
-        return {
-            "accepted": accepted, "committed": self.committed, "dead_lettered": self.dead_lettered,
-            "dropped": dropped, "pending": pending, "pending_memory": mem + vol + side,
-            "pending_disk": max(0, pending - mem - vol - side), "recovered": self.recovered,
-            "quarantined": self.quarantined, "disk_bytes": disk, "segments": segs,
-            "breaker_open": self.breaker.is_open, "consecutive_failures": self.breaker.failures,
-            "last_error": self.breaker.last_error, "slot": str(self.slot.path),
-            "lifetime": self.lifetime_totals(),
-        }
+        return stats(self)
 
 
 class _Interrupted(Exception):
