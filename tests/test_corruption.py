@@ -92,9 +92,10 @@ def test_segment_left_empty_by_an_interrupted_start(make_service: Make, tmp_path
     slot = tmp_path / "queue" / "slot-0"
     (slot / "seg-000000000050.log").write_bytes(b"")
     (slot / "seg-000000000051.log").write_bytes(b"MEMQ")  # a header cut short
+    (slot / "seg-000000000052.log").write_bytes(bytes(8192))  # preallocated, killed before the header
     again = make_service(f"sqlite:///{tmp_path / 'ok.db'}")
     later = again.append_event({"after": True}, "s").event_id
     assert again.flush(30)
     assert again.store.existing_ids("events", [*ids, later]) == {*ids, later}
     assert again.health()["queue"]["quarantined"] == 0  # nothing to keep, and no loop counting it
-    assert not (slot / "seg-000000000050.log").exists() and not (slot / "seg-000000000051.log").exists()
+    assert not any((slot / f"seg-0000000000{n}.log").exists() for n in (50, 51, 52))

@@ -13,6 +13,18 @@ from ._segments import HEADER_LEN, Damage, read_header, read_segment
 log = logging.getLogger("memory.queue")
 
 
+def _all_zero(path: Path) -> bool:
+    """True if the file holds nothing but zeros (preallocated, then killed before any write)."""
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                if chunk.strip(b"\x00"):
+                    return False
+        return True
+    except OSError:
+        return False
+
+
 class SpillReader:
     """Reads the journal at the writer's read position; never raises on what it finds there."""
 
@@ -38,7 +50,7 @@ class SpillReader:
             return [], self._next(seg, None)
         if live is None and seg not in self._header_checked:
             self._header_checked.add(seg)
-            if file_size(path) < HEADER_LEN:
+            if file_size(path) < HEADER_LEN or _all_zero(path):
                 # Created by a run killed before it wrote the header: it never held a record.
                 log.info("removing empty queue segment %s left by an interrupted start", path.name)
                 self.journal.delete(seg)
