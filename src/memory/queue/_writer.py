@@ -89,6 +89,11 @@ class WriteQueue:
         self._thread: threading.Thread | None = None
         state = load_state(self.slot.path)
         self.lifetime: dict[str, Any] = dict(state.get("lifetime") or {})
+        self._saved_counts: dict[int, int] = {}
+        self._saved_first: Pos | None = None  # the watermark the first segment's count starts at
+        with contextlib.suppress(AttributeError, TypeError, ValueError, KeyError, IndexError):
+            self._saved_first = (int(state["watermark"][0]), int(state["watermark"][1]))
+            self._saved_counts = {int(k): int(v) for k, v in (state.get("counts") or {}).items()}
         self._pos = self._start_position(state.get("watermark"))
         self.reader = SpillReader(self.journal, self.root, self.warn)
         for path in self.journal.unknown:
@@ -122,7 +127,21 @@ class WriteQueue:
         Runs on the writer thread before the first batch (never in the constructor). Damage is
         not reported here; the replay that follows quarantines it as it reads.
         """
-        per_segment = count_records(self.journal, self._pos, below=self.journal.first_new)
+        # Sealed segments' counts were saved with the state; only the partly resolved first
+        # segment and segments written after the last save (the crashed run's active one,
+        # adopted ones) are scanned. A scan of the whole backlog would hold up the replay for
+        # as long as the backlog is large — in a crash loop, forever.
+        known = self._saved_counts
+        per_segment: dict[int, int] = {}
+        first = self._pos[0]
+        for seg in self.journal.segments():
+            if seg < first or seg >= self.journal.first_new:
+                continue
+            if seg in known and (seg != first or self._saved_first == self._pos):
+                per_segment[seg] = known[seg]
+            else:
+                start = self._pos if seg == first else (seg, HEADER_LEN)
+                per_segment[seg] = count_records(self.journal, start, below=seg + 1).get(seg, 0)
         for seg, valid in per_segment.items():
             self._expected[seg] = self._expected.get(seg, 0) + valid
         n = sum(per_segment.values())
@@ -514,8 +533,15 @@ class WriteQueue:
                 "dropped": dropped, "runs": int(base.get("runs", 0)) + 1}
 
     def _save_state(self, mark: Pos) -> None:
+        active = self.journal.active
+        with self._lock:  # record counts of sealed, unresolved segments: a restart need not rescan them
+            counts = {str(seg): n for seg, n in self._expected.items() if seg > mark[0] and seg != active}
+            if mark == self._pos and mark[0] in self._expected and mark[0] != active:
+                # The watermark's own segment: what is left past the watermark (nothing before it
+                # is pending, and the stream took those records in order).
+                counts[str(mark[0])] = self._expected[mark[0]] - self._seen.get(mark[0], 0)
         state = {"watermark": list(mark), "pid": os.getpid(), "saved_at": self.wall(),
-                 "lifetime": self.lifetime_totals()}
+                 "lifetime": self.lifetime_totals(), "counts": counts}
         try:
             atomic_write_json(self.slot.path / "state.json", state)
         except OSError as exc:
