@@ -40,6 +40,29 @@ def count_records(journal: Journal, start: tuple[int, int], below: int | None = 
     return counts
 
 
+def backlog_counts(journal: Journal, pos: tuple[int, int], saved: dict[int, int],
+                   saved_from: tuple[int, int] | None) -> dict[int, int]:
+    """Records per segment that earlier runs left from ``pos`` on.
+
+    Sealed segments' counts were saved with the state (``saved``, the first segment's counted
+    from the watermark ``saved_from``); only a partly resolved first segment without a saved
+    count and segments written after the last save (a crashed run's active one, adopted ones)
+    are scanned. Scanning the whole backlog would hold up the replay for as long as the backlog
+    is large — in a crash loop, forever.
+    """
+    counts: dict[int, int] = {}
+    first = pos[0]
+    for seg in journal.segments():
+        if seg < first or seg >= journal.first_new:
+            continue
+        if seg in saved and (seg != first or saved_from == pos):
+            counts[seg] = saved[seg]
+        else:
+            start = pos if seg == first else (seg, HEADER_LEN)
+            counts[seg] = count_records(journal, start, below=seg + 1).get(seg, 0)
+    return counts
+
+
 def file_size(path: Path) -> int:
     try:
         return path.stat().st_size

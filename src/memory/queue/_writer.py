@@ -37,7 +37,7 @@ from ..store import Store
 from ._deadletter import DeadLetter
 from ._journal import DEAD_LETTER_FILE, DiskFull, Journal, Slot, atomic_write_json, load_state, quarantine
 from ._retry import Breaker, backoff
-from ._accounting import check, count_records, stats
+from ._accounting import backlog_counts, check, stats
 from ._reader import SpillReader
 from ._item import Item, Pos, RateLimitedLog
 from ._segments import HEADER_LEN, encode
@@ -127,21 +127,7 @@ class WriteQueue:
         Runs on the writer thread before the first batch (never in the constructor). Damage is
         not reported here; the replay that follows quarantines it as it reads.
         """
-        # Sealed segments' counts were saved with the state; only the partly resolved first
-        # segment and segments written after the last save (the crashed run's active one,
-        # adopted ones) are scanned. A scan of the whole backlog would hold up the replay for
-        # as long as the backlog is large — in a crash loop, forever.
-        known = self._saved_counts
-        per_segment: dict[int, int] = {}
-        first = self._pos[0]
-        for seg in self.journal.segments():
-            if seg < first or seg >= self.journal.first_new:
-                continue
-            if seg in known and (seg != first or self._saved_first == self._pos):
-                per_segment[seg] = known[seg]
-            else:
-                start = self._pos if seg == first else (seg, HEADER_LEN)
-                per_segment[seg] = count_records(self.journal, start, below=seg + 1).get(seg, 0)
+        per_segment = backlog_counts(self.journal, self._pos, self._saved_counts, self._saved_first)
         for seg, valid in per_segment.items():
             self._expected[seg] = self._expected.get(seg, 0) + valid
         n = sum(per_segment.values())
