@@ -268,6 +268,8 @@ class WriteQueue:
         with self._lock:
             batch = list(self._volatile)[:size]
             mem = self._mem
+            while mem and mem[0].pos < self._pos:
+                mem.popleft()  # already written (a trim cut short); never let it stall the stream
             if mem and mem[0].pos == self._pos and len(batch) < size:
                 n = min(size - len(batch), len(mem))
                 taken = [mem[i] for i in range(n)]
@@ -468,7 +470,8 @@ class WriteQueue:
             for it in batch:
                 if it.seg >= 0:
                     seen[it.seg] = seen.get(it.seg, 0) + 1
-        passed = [s for s in self._expected if s < self._pos[0]]
+        with self._lock:  # submit() adds segments to _expected concurrently
+            passed = [s for s in self._expected if s < self._pos[0]]
         for seg in passed:
             with self._lock:
                 lost = self._expected.pop(seg, 0) - self._seen.pop(seg, 0)
