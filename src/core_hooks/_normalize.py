@@ -71,7 +71,10 @@ def metadata_of(obj: Any, create: bool = True) -> MutableMapping[str, Any] | Non
         if isinstance(obj, MutableMapping):
             obj["metadata"] = fresh
         else:
-            object.__setattr__(obj, "metadata", fresh) if _frozen(obj) else setattr(obj, "metadata", fresh)
+            if _frozen(obj):
+                object.__setattr__(obj, "metadata", fresh)  # a frozen dataclass still gets its dict
+            else:
+                obj.metadata = fresh
         return fresh
     except Exception:  # noqa: BLE001 - an object that refuses attributes keeps no metadata
         return None

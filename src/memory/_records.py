@@ -150,7 +150,7 @@ def to_key(value: Any) -> str:
         text = _as_text(value)
     if "\x00" in text:
         text = text.replace("\x00", "\\0")
-    if len(text) > MAX_KEY_LEN or len(text.encode("utf-8", "surrogatepass")) > MAX_KEY_LEN * 4:
+    if len(text) > MAX_KEY_LEN:  # VARCHAR(255) counts characters, on MySQL and SQLite alike
         digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
         text = f"{text[:200]}…{digest}"
     return text
