@@ -11,6 +11,7 @@ from ._disabled import DisabledMemoryService
 from ._errors import (ConfigError, InvalidKeyError, MemoryServiceError, StoreError, StoreRejected,
                       StoreUnavailable)
 from ._ids import IdGenerator
+from ._protocol import MemoryAPI
 from ._records import EventRecord, TurnRecord
 from ._service import MemoryService
 from .vault import Note, SyncReport
@@ -27,6 +28,7 @@ __all__ = [
     "IdGenerator",
     "InvalidKeyError",
     "LoggingConfig",
+    "MemoryAPI",
     "MemoryService",
     "MemoryServiceError",
     "Note",

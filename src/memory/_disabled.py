@@ -1,8 +1,12 @@
 """The kill switch: ``MEMORY_ENABLED=0`` makes ``MemoryService.from_config`` return this.
 
-A cheap no-op with the same surface: appends return records with real, time-ordered ids (so
-a core that writes ids back keeps working), reads return nothing, ``health()`` says disabled.
-Nothing touches the disk or the network.
+A cheap no-op that implements :class:`~memory.MemoryAPI` method by method, with the same
+signatures as :class:`~memory.MemoryService` (``tests/test_protocol.py`` holds the two
+together). Appends return records with real, time-ordered ids (so a core that writes ids back
+keeps working); reads find nothing; vault writes return ``None`` — nothing was written, and a
+``Note`` would name a file that does not exist; ``health()`` says ``disabled``. Nothing touches
+the disk or the network. There is deliberately no ``__getattr__`` catch-all: a misspelt call
+fails loudly here exactly as it would on the real service.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 
 from ._ids import IdGenerator
 from ._records import EventRecord, TurnRecord, to_key
+from .vault import Note, SyncReport
 
 ENV = "MEMORY_ENABLED"
 
@@ -22,6 +27,8 @@ def disabled_by_env() -> bool:
 
 
 class DisabledMemoryService:
+    """Memory switched off: every call answers at once, nothing is stored."""
+
     disabled = True
 
     def __init__(self, reason: str = f"{ENV}=0") -> None:
@@ -34,25 +41,89 @@ class DisabledMemoryService:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def __repr__(self) -> str:
+        return f"<DisabledMemoryService {self.reason}>"
+
+    # -- writes: ids, nothing stored ---------------------------------------------------------------
     def append_event(self, obs: Any, session_key: Any, gate_result: Any = None, meta: Any = None) -> EventRecord:
         return EventRecord(self._ids.new_id(), time.time(), to_key(session_key), "null")
 
     def append_turn(self, session_key: Any, input_event_id: Any, plan: Any = None, meta: Any = None) -> TurnRecord:
         return TurnRecord(self._ids.new_id(), to_key(session_key), None, started_at=time.time())
 
-    def finish_turn(self, turn_id: Any, final_output_obs_id: Any = None, status: Any = "ok", error: Any = None) -> None:
+    def finish_turn(self, turn_id: Any, final_output_obs_id: Any = None, status: Any = "ok",
+                    error: Any = None) -> None:
         return None
 
-    def __getattr__(self, name: str) -> Any:
-        # Every read (get_*, list_*, search_*) answers "nothing"; flush/close succeed.
-        if name.startswith(("get_", "search_", "list_")):
-            return lambda *a, **k: [] if name.startswith(("get_recent", "search_", "list_")) else None
-        if name in ("flush", "close"):
-            return lambda *a, **k: True
-        raise AttributeError(name)
+    # -- reads: nothing is found -------------------------------------------------------------------
+    def get_event(self, event_id: str) -> EventRecord | None:
+        return None
 
-    def health(self) -> dict[str, Any]:
-        return {"status": "disabled", "reason": self.reason, "database": {"reachable": False}, "pending": 0}
+    def get_recent_events(self, session_key: Any, limit: int = 20) -> list[EventRecord]:
+        return []
+
+    def get_turn(self, turn_id: str) -> TurnRecord | None:
+        return None
+
+    def get_recent_turns(self, session_key: Any, limit: int = 20) -> list[TurnRecord]:
+        return []
+
+    # -- the vault: reads find nothing, writes write nothing (None) --------------------------------
+    def get_system_prompt(self) -> str | None:
+        return None
+
+    def upsert_system_prompt(self, content: str, metadata: dict[str, Any] | None = None) -> Note | None:
+        return None
+
+    def get_user_profile(self, user_id: Any) -> str | None:
+        return None
+
+    def upsert_user_profile(self, user_id: Any, content: str, metadata: dict[str, Any] | None = None) -> Note | None:
+        return None
+
+    def get_config(self, key: str) -> Note | None:
+        return None
+
+    def upsert_config(self, key: str, content: str, metadata: dict[str, Any] | None = None) -> Note | None:
+        return None
+
+    def get_knowledge(self, key: str) -> Note | None:
+        return None
+
+    def list_knowledge(self, category: str | None = None) -> list[Note]:
+        return []
+
+    def upsert_knowledge(self, key: str, content: str, metadata: dict[str, Any] | None = None) -> Note | None:
+        return None
+
+    def delete_knowledge(self, key: str) -> bool:
+        return False
+
+    def search_knowledge(self, query: str, limit: int = 5) -> list[Note]:
+        return []
+
+    def vault_sync(self) -> SyncReport:
+        return SyncReport(new=0, modified=0, moved=0, deleted=0, unchanged=0, invalid=(), database_ok=False,
+                          seconds=0.0)
+
+    def vault_check(self) -> dict[str, Any]:
+        # Same keys as the real report; "ok" is False because nothing was checked.
+        return {"root": None, "files": 0, "invalid": {}, "conflicts": [], "database": False, "ok": False,
+                "disabled": True, "reason": self.reason}
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def initialize(self) -> None:
+        return None
+
+    def flush(self, timeout: float | None = 10.0) -> bool:
+        return True
+
+    def close(self, timeout: float | None = 5.0) -> bool:
+        return True
 
     def check(self) -> list[str]:
         return []
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "disabled", "reason": self.reason, "database": {"reachable": False}, "pending": 0,
+                "warnings": [f"memory is disabled ({self.reason})"]}

@@ -1,0 +1,145 @@
+"""``MemoryAPI``: the one surface a chat core may rely on, whatever service it was handed.
+
+:class:`~memory.MemoryService` (the real thing) and :class:`~memory.DisabledMemoryService` (the
+kill switch) both implement every method below with the same signature, explicitly — no
+``__getattr__`` catch-all — so a core written against this protocol keeps working when an
+operator turns memory off. ``tests/test_protocol.py`` checks by introspection that every public
+method of ``MemoryService`` is listed here and that both classes implement each one with a
+compatible signature: a method added to the service without the protocol and the disabled
+service fails that test.
+
+What the disabled service answers is documented on each method ("disabled: ..."). The rule:
+writes succeed without doing anything (appends still hand out real, time-ordered ids), reads
+find nothing, and vault writes return ``None`` — "nothing was written". A made-up ``Note`` would
+claim a path and a digest that do not exist on disk; ``None`` is the honest answer, and it is
+why the protocol types vault writes as ``Note | None``.
+
+Construction (``MemoryService.from_config``) is not part of the protocol: a core receives a
+service, it does not build one through this interface.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from ._records import EventRecord, TurnRecord
+from .vault import Note, SyncReport
+
+__all__ = ["MemoryAPI"]
+
+
+@runtime_checkable
+class MemoryAPI(Protocol):
+    """Every public method of the memory service. See the module docstring for the rules."""
+
+    # -- context manager -------------------------------------------------------------------------
+    def __enter__(self) -> MemoryAPI:
+        ...
+
+    def __exit__(self, *exc: object) -> None:
+        ...
+
+    # -- writes: never raise -----------------------------------------------------------------------
+    def append_event(self, obs: Any, session_key: Any, gate_result: Any = None, meta: Any = None) -> EventRecord:
+        """Record one inbound observation. Disabled: a record with a real id, nothing stored."""
+        ...
+
+    def append_turn(self, session_key: Any, input_event_id: Any, plan: Any = None, meta: Any = None) -> TurnRecord:
+        """Start one agent turn. Disabled: a record with a real id, nothing stored."""
+        ...
+
+    def finish_turn(self, turn_id: Any, final_output_obs_id: Any = None, status: Any = "ok",
+                    error: Any = None) -> None:
+        """Finish a turn. Disabled: nothing."""
+        ...
+
+    # -- reads -------------------------------------------------------------------------------------
+    def get_event(self, event_id: str) -> EventRecord | None:
+        """Disabled: None."""
+        ...
+
+    def get_recent_events(self, session_key: Any, limit: int = 20) -> list[EventRecord]:
+        """Disabled: []."""
+        ...
+
+    def get_turn(self, turn_id: str) -> TurnRecord | None:
+        """Disabled: None."""
+        ...
+
+    def get_recent_turns(self, session_key: Any, limit: int = 20) -> list[TurnRecord]:
+        """Disabled: []."""
+        ...
+
+    # -- the vault ---------------------------------------------------------------------------------
+    def get_system_prompt(self) -> str | None:
+        """Disabled: None."""
+        ...
+
+    def upsert_system_prompt(self, content: str, metadata: dict[str, Any] | None = None) -> Note | None:
+        """Disabled: None (nothing written)."""
+        ...
+
+    def get_user_profile(self, user_id: Any) -> str | None:
+        """Disabled: None."""
+        ...
+
+    def upsert_user_profile(self, user_id: Any, content: str, metadata: dict[str, Any] | None = None) -> Note | None:
+        """Disabled: None (nothing written)."""
+        ...
+
+    def get_config(self, key: str) -> Note | None:
+        """Disabled: None."""
+        ...
+
+    def upsert_config(self, key: str, content: str, metadata: dict[str, Any] | None = None) -> Note | None:
+        """Disabled: None (nothing written)."""
+        ...
+
+    def get_knowledge(self, key: str) -> Note | None:
+        """Disabled: None."""
+        ...
+
+    def list_knowledge(self, category: str | None = None) -> list[Note]:
+        """Disabled: []."""
+        ...
+
+    def upsert_knowledge(self, key: str, content: str, metadata: dict[str, Any] | None = None) -> Note | None:
+        """Disabled: None (nothing written)."""
+        ...
+
+    def delete_knowledge(self, key: str) -> bool:
+        """Disabled: False (nothing deleted)."""
+        ...
+
+    def search_knowledge(self, query: str, limit: int = 5) -> list[Note]:
+        """Disabled: []."""
+        ...
+
+    def vault_sync(self) -> SyncReport:
+        """Disabled: an all-zero report with ``database_ok=False`` (nothing scanned, nothing written)."""
+        ...
+
+    def vault_check(self) -> dict[str, Any]:
+        """Disabled: ``{"disabled": True, "ok": False, ...}`` with empty findings."""
+        ...
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def initialize(self) -> None:
+        """Bring the schema to head now. Disabled: nothing (there is no database)."""
+        ...
+
+    def flush(self, timeout: float | None = 10.0) -> bool:
+        """Disabled: True (nothing is ever pending)."""
+        ...
+
+    def close(self, timeout: float | None = 5.0) -> bool:
+        """Disabled: True."""
+        ...
+
+    def check(self) -> list[str]:
+        """Disabled: []."""
+        ...
+
+    def health(self) -> dict[str, Any]:
+        """Disabled: ``status`` is ``disabled``."""
+        ...
