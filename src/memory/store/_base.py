@@ -33,9 +33,13 @@ class Store(abc.ABC):
           session_key, input_event_id, plan, meta, status, started_at)`` are inserted
           idempotently by primary key: a row that already exists is left as it is;
         * finishes ``(turn_id, status, error, final_output_obs_id, finished_at)`` are applied
-          after the inserts, in order, so a later finish wins.
+          after the inserts. The latest ``finished_at`` wins, whatever order finishes arrive in
+          (within a batch or across batches): a finish lands only if the stored ``finished_at``
+          is NULL or not newer than its own (on a tie, the one applied later). Re-applying a
+          finish changes nothing.
 
-        Returns the indexes of finishes whose turn does not exist (they were not applied).
+        Returns the indexes of finishes whose turn does not exist. A finish that lost to a newer
+        stored one is not missing: its turn exists and it is resolved.
         Raises :class:`~memory.StoreUnavailable` (retry may help) or
         :class:`~memory.StoreRejected` (some row is unacceptable to the database).
         """

@@ -8,19 +8,26 @@
 * ``READ COMMITTED`` avoids gap locks between processes inserting into the same tables.
 * Connect/read/write timeouts come from the config, so a blackholed server costs a bounded wait
   (and only the writer thread ever pays it).
+* A chunk of finishes is one statement: an UPDATE joined to a derived table of the chunk's rows
+  (``SELECT ... UNION ALL SELECT ...``). PyMySQL's ``executemany`` only batches INSERT; for an
+  UPDATE it runs one statement, one round trip, per row. The derived rows join on the primary
+  key (an ``eq_ref`` lookup per row), and the comparison takes the column's ``utf8mb4_bin``
+  collation, so ids match exactly as with ``WHERE turn_id=%s``.
 * Driver error numbers are mapped to transient or permanent at this boundary.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine
 
 from .._config import DatabaseConfig
 from .._errors import StoreError
-from ._sql import EVENT_COLS, SqlStore
+from ._base import Row
+from ._sql import EVENT_COLS, FINISH_WINS, SqlStore
 
 # Retrying can help: connection trouble, timeouts, lock waits, deadlocks, read-only, full, restarting.
 TRANSIENT_CODES = {
@@ -57,6 +64,18 @@ class MysqlStore(SqlStore):
 
     def quote(self, name: str) -> str:
         return f"`{name}`"
+
+    def _apply_finishes(self, cur: Any, rows: Sequence[Row]) -> int:
+        # The client flag FOUND_ROWS (set by SQLAlchemy's PyMySQL dialect) makes rowcount the
+        # number of rows *matched*, so re-applying an identical finish still counts as present.
+        first = "SELECT %s AS turn_id, %s AS status, %s AS error, %s AS final_output_obs_id, %s AS finished_at"
+        derived = " UNION ALL ".join([first] + ["SELECT %s, %s, %s, %s, %s"] * (len(rows) - 1))
+        sql = (f"UPDATE turns AS t JOIN ({derived}) AS f ON t.turn_id = f.turn_id "
+               "SET t.status = f.status, t.error = f.error, t.final_output_obs_id = f.final_output_obs_id, "
+               "t.finished_at = f.finished_at "
+               f"WHERE {FINISH_WINS.format(stored='t.finished_at', new='f.finished_at')}")
+        cur.execute(sql, [v for f in rows for v in (f[0], f[1], f[2], f[3], f[4])])
+        return int(cur.rowcount)
 
     def upsert_sql(self, table: str) -> str:
         cols = self.NOTE_COLS[table]

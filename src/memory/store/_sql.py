@@ -31,6 +31,54 @@ TURN_COLS = ("turn_id, session_key, input_event_id, plan, meta, status, error, f
              "started_at, finished_at")
 _TABLES = {"events": "event_id", "turns": "turn_id", "configs": "key", "knowledge": "key"}
 
+# The one rule for applying a finish, shared by every dialect and every statement shape: it
+# lands only if no finish is stored yet or the stored one is not newer. The order in which the
+# writer happens to retry finishes (backoff, jitter, restarts, other processes) then cannot
+# matter: the database keeps the latest by ``finished_at``, and re-applying a finish is a no-op.
+FINISH_WINS = "({stored} IS NULL OR {stored} <= {new})"
+FINISH_CHUNK_BYTES = 1_000_000  # one statement's parameters stay far below max_allowed_packet
+
+
+def latest_finishes(finishes: Sequence[Row]) -> list[Row]:
+    """One finish per turn: the greatest ``finished_at``; on a tie the one that came later.
+
+    A batch may hold several finishes of one turn; a multi-row UPDATE would apply an arbitrary
+    one of them, so the batch is reduced to its winners first (in first-seen turn order).
+    """
+    latest: dict[str, Row] = {}
+    for f in finishes:
+        held = latest.get(f[0])
+        if held is None or not _earlier(f[4], held[4]):
+            latest[f[0]] = f
+    return list(latest.values())
+
+
+def _earlier(a: Any, b: Any) -> bool:
+    """``a < b`` where a missing time counts as the oldest (as ``IS NULL`` does in FINISH_WINS)."""
+    if a is None or b is None:
+        return a is None and b is not None
+    return bool(a < b)
+
+
+def finish_chunks(rows: Sequence[Row], max_rows: int, max_bytes: int = FINISH_CHUNK_BYTES) -> list[list[Row]]:
+    """Split rows into statements of at most ``max_rows`` rows and about ``max_bytes`` of text.
+
+    A single row larger than ``max_bytes`` still gets a chunk of its own (the database decides).
+    """
+    chunks: list[list[Row]] = []
+    chunk: list[Row] = []
+    size = 0
+    for row in rows:
+        n = 64 + sum(len(v) for v in row if isinstance(v, str))
+        if chunk and (len(chunk) >= max_rows or size + n > max_bytes):
+            chunks.append(chunk)
+            chunk, size = [], 0
+        chunk.append(row)
+        size += n
+    if chunk:
+        chunks.append(chunk)
+    return chunks
+
 
 def alembic_config(connection: Connection) -> AlembicConfig:
     cfg = AlembicConfig()
@@ -45,6 +93,7 @@ class SqlStore(Store):
     param = "?"
     insert_event_sql = ""
     insert_turn_sql = ""
+    finish_chunk_rows = 500  # finishes per statement (network dialects: one round trip each)
 
     def __init__(self, config: DatabaseConfig) -> None:
         self.config = config
@@ -147,7 +196,6 @@ class SqlStore(Store):
 
     # -- writes ----------------------------------------------------------------------------------
     def write_batch(self, events: Sequence[Row], turns: Sequence[Row], finishes: Sequence[Row]) -> list[int]:
-        p = self.param
         with self._errors(), self._raw_write() as cur:
             if events:
                 cur.executemany(self.insert_event_sql, events)
@@ -155,15 +203,35 @@ class SqlStore(Store):
                 cur.executemany(self.insert_turn_sql, turns)
             if not finishes:
                 return []
-            params = [(f[1], f[2], f[3], f[4], f[0]) for f in finishes]
-            cur.executemany(f"UPDATE turns SET status={p}, error={p}, final_output_obs_id={p}, finished_at={p} "
-                            f"WHERE turn_id={p}", params)
-            if cur.rowcount == len(finishes):
+            winners = latest_finishes(finishes)
+            matched = sum(self._apply_finishes(cur, chunk) for chunk in finish_chunks(winners, self.finish_chunk_rows))
+            if matched == len(winners):
                 return []
-            ids = list(dict.fromkeys(f[0] for f in finishes))
-            cur.execute(f"SELECT turn_id FROM turns WHERE turn_id IN ({', '.join([p] * len(ids))})", ids)
-            present = {r[0] for r in cur.fetchall()}
+            # Fewer rows matched than turns finished: either a turn is absent (the finish waits for
+            # it) or a newer finish is already stored (this one lost, which is *not* "missing").
+            present = self._present_turns(cur, [w[0] for w in winners])
             return [i for i, f in enumerate(finishes) if f[0] not in present]
+
+    def _apply_finishes(self, cur: Any, rows: Sequence[Row]) -> int:
+        """Apply one chunk of winning finishes; returns how many turn rows matched.
+
+        Default (SQLite, in-process): the guarded UPDATE through ``executemany``, one prepared
+        statement stepped per row with no round trip to pay. Network dialects override this with
+        one statement per chunk.
+        """
+        p = self.param
+        sql = (f"UPDATE turns SET status={p}, error={p}, final_output_obs_id={p}, finished_at={p} "
+               f"WHERE turn_id={p} AND {FINISH_WINS.format(stored='finished_at', new=p)}")
+        cur.executemany(sql, [(f[1], f[2], f[3], f[4], f[0], f[4]) for f in rows])
+        return int(cur.rowcount)
+
+    def _present_turns(self, cur: Any, ids: Sequence[str]) -> set[str]:
+        present: set[str] = set()
+        for i in range(0, len(ids), 500):
+            chunk = list(ids[i:i + 500])
+            cur.execute(f"SELECT turn_id FROM turns WHERE turn_id IN ({', '.join([self.param] * len(chunk))})", chunk)
+            present.update(r[0] for r in cur.fetchall())
+        return present
 
     # -- reads -----------------------------------------------------------------------------------
     def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Row]:
