@@ -7,6 +7,11 @@ for ``debounce_ms`` of quiet (at most ``max_delay`` after the first event) befor
 incremental sync: a ``git checkout`` of 1,000 files is one batch. The service's own writes need
 no special case: their digest is already the last synced one, so the sync finds nothing to do.
 While the database is behind, the same thread retries every ``retry_s``.
+
+The observer starts *before* the initial sync: a cold sync of a large vault takes seconds, and
+an edit made meanwhile to a file the sync had already read would otherwise reach the database
+only at the next unrelated event. Events that arrive during any sync leave the vault marked as
+behind (health says so) and trigger a follow-up sync once they settle.
 """
 
 from __future__ import annotations
@@ -94,6 +99,13 @@ class VaultWatcher:
                 self.on_sync()
         except Exception:  # noqa: BLE001 - the watcher must survive anything a file can do
             log.exception("vault sync failed; will retry")
+        return self.after_sync()
+
+    def after_sync(self) -> float:
+        """How long to wait after a sync. Files that changed while it ran may not be in it."""
+        if self._event.is_set():
+            self.vault.db_pending = True
+            return self.due(self.clock())
         return self.retry_s if self.vault.db_pending else -1
 
     def run(self) -> None:
@@ -117,22 +129,27 @@ class VaultWatcher:
                     self.prepare()
                 except Exception as exc:  # noqa: BLE001 - the database may be down: sync retries
                     log.warning("vault: database not ready (%s); the first sync will retry", exc)
+            watching = False
+            if watch:  # before the initial sync, so edits made during it are seen (module docstring)
+                try:
+                    with self._lock:  # shutdown() either sees this observer or keeps it from starting
+                        if self._stop.is_set():
+                            return
+                        self.initialize()
+                    watching = True
+                except Exception:  # noqa: BLE001 - still sync once, and retry while the DB is behind
+                    log.exception("cannot watch %s; live sync is off", self.vault.root)
             if initial_sync:
                 try:
                     self.vault.sync(reconcile=True)
                 except Exception:  # noqa: BLE001
                     log.exception("initial vault sync failed; will retry")
-            if not watch:
+            if not watching:
                 while self.vault.db_pending and not self._stop.wait(self.retry_s):
                     try:
                         self.vault.sync(reconcile=True)
                     except Exception:  # noqa: BLE001
                         log.exception("vault sync failed; will retry")
-                return
-            try:
-                self.initialize()
-            except Exception:  # noqa: BLE001
-                log.exception("cannot watch %s; live sync is off", self.vault.root)
                 return
             self.run()
 
@@ -140,10 +157,12 @@ class VaultWatcher:
         self.thread.start()
 
     def shutdown(self, timeout: float = 5.0) -> None:
-        self._stop.set()
+        with self._lock:
+            self._stop.set()
+            observer = self.observer
         self._event.set()
-        if self.observer is not None:
-            self.observer.stop()
-            self.observer.join(timeout)
+        if observer is not None:
+            observer.stop()
+            observer.join(timeout)
         if self.thread is not None and self.thread is not threading.current_thread():
             self.thread.join(timeout)
