@@ -19,13 +19,14 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine
 
 from .._config import DatabaseConfig
-from .._errors import StoreError
+from .._errors import StoreError, StoreUnavailable
 from ._base import Row
 from ._sql import EVENT_COLS, FINISH_WINS, SqlStore
 
@@ -84,18 +85,35 @@ class MysqlStore(SqlStore):
         return (f"INSERT INTO {table} ({names}) VALUES ({', '.join(['%s'] * len(cols))}) "
                 f"ON DUPLICATE KEY UPDATE {updates}")
 
+    schema_lock_timeout = 120.0  # seconds to wait for another process's upgrade to finish
+
+    @property
+    def schema_lock_name(self) -> str:
+        # Per database: upgrades of different databases on one server need not wait for each
+        # other. Hashed, because a lock name is limited to 64 characters and a database name is
+        # up to 64 itself.
+        db = self.config.url.database or ""
+        return "memory_schema:" + hashlib.sha1(db.encode("utf-8")).hexdigest()
+
     @contextlib.contextmanager
     def schema_lock(self, conn: Connection) -> Iterator[None]:
-        # Serializes concurrent upgrades across processes; the second one then finds head.
-        got = conn.exec_driver_sql("SELECT GET_LOCK('memory_schema_upgrade', 120)").scalar()
+        # Serializes concurrent upgrades across processes; the second one then finds head. The
+        # server releases the lock when its holder's connection dies, so a killed upgrade never
+        # leaves it behind.
+        name = self.schema_lock_name
+        got = conn.exec_driver_sql("SELECT GET_LOCK(%s, %s)", (name, self.schema_lock_timeout)).scalar()
         conn.commit()
+        if got != 1:
+            # 0: timed out; NULL: error. Migrating without the lock could race another process's
+            # check-then-create steps, so this is "not ready yet", retried like any outage.
+            raise StoreUnavailable(f"schema upgrade lock not acquired within {self.schema_lock_timeout:g}s "
+                                   "(another process is upgrading this database)")
         try:
             yield
         finally:
-            if got == 1:
-                with contextlib.suppress(Exception):
-                    conn.exec_driver_sql("SELECT RELEASE_LOCK('memory_schema_upgrade')")
-                    conn.commit()
+            with contextlib.suppress(Exception):
+                conn.exec_driver_sql("SELECT RELEASE_LOCK(%s)", (name,))
+                conn.commit()
 
     def classify(self, exc: BaseException) -> StoreError:
         orig = getattr(exc, "orig", exc)

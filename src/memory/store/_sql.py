@@ -8,15 +8,16 @@ the driver's ``executemany`` fast path), the schema lock and the mapping of driv
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy import exc as sa_exc
 
 from .._config import DatabaseConfig
@@ -87,6 +88,50 @@ def alembic_config(connection: Connection) -> AlembicConfig:
     return cfg
 
 
+@dataclasses.dataclass(frozen=True)
+class SchemaState:
+    """The schema as found: ``ready`` only when stamped at head *and* nothing of head is missing."""
+
+    revision: str | None
+    head: str
+    missing: tuple[str, ...] = ()
+
+    @property
+    def ready(self) -> bool:
+        return self.revision == self.head and not self.missing
+
+    def describe(self) -> str:
+        stamp = self.revision or "no revision stamp"
+        lacking = f"; missing {', '.join(self.missing)}" if self.missing else ""
+        return f"at {stamp}, head is {self.head}{lacking}"
+
+
+def expected_schema() -> dict[str, tuple[set[str], set[str]]]:
+    """table -> (column names, index names) of the models at head."""
+    from ._models import Base
+
+    return {name: ({c.name for c in t.columns}, {str(ix.name) for ix in t.indexes})
+            for name, t in Base.metadata.tables.items()}
+
+
+def assess_schema(revision: str | None, head: str, expected: Mapping[str, tuple[set[str], set[str]]],
+                  present: Mapping[str, tuple[set[str], set[str]]]) -> SchemaState:
+    """Compare what a database holds with what head needs (tables, columns, indexes by name).
+
+    Types are not compared here (the test suite compares the models with the migrations); this
+    is the cheap check that a schema left half-built is never taken for a finished one.
+    """
+    missing: list[str] = []
+    for table, (columns, indexes) in sorted(expected.items()):
+        if table not in present:
+            missing.append(f"table {table}")
+            continue
+        have_cols, have_ix = present[table]
+        missing += [f"column {table}.{c}" for c in sorted(columns - have_cols)]
+        missing += [f"index {table}.{i}" for i in sorted(indexes - have_ix)]
+    return SchemaState(revision, head, tuple(missing))
+
+
 class SqlStore(Store):
     """SQLAlchemy Core implementation of :class:`Store`; dialects override the hooks below."""
 
@@ -97,6 +142,7 @@ class SqlStore(Store):
 
     def __init__(self, config: DatabaseConfig) -> None:
         self.config = config
+        self._head_revision: str | None = None
         self.engine: Engine = self._create_engine(config)
 
     # -- dialect hooks -------------------------------------------------------------------------
@@ -183,16 +229,52 @@ class SqlStore(Store):
 
     # -- schema ----------------------------------------------------------------------------------
     def initialize(self) -> None:
+        """Bring the schema to head, then make sure it *is* head before saying so.
+
+        Migrations are restartable (the rule in ``memory.store.migrations``), so a start after a
+        kill in the middle of one simply finishes it. The check afterwards means a schema that is
+        stamped but incomplete (a table dropped by hand, a half-restored dump) is reported as not
+        ready, never as ready: the writer keeps the records journaled and tries again.
+        """
         with self._errors(), self.engine.connect() as conn:
             with self.schema_lock(conn):
                 command.upgrade(alembic_config(conn), "head")
                 conn.commit()
+                state = self._schema_state(conn)
+                conn.rollback()  # end the reflection's read transaction before the lock is released
+        if not state.ready:
+            raise StoreUnavailable(f"schema not ready after upgrade: {state.describe()}")
 
     def current_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext
 
         with self._errors(), self.engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
+
+    def schema_state(self) -> SchemaState:
+        """Where the schema is: the stamped revision, head, and anything of head that is missing."""
+        with self._errors(), self.engine.connect() as conn:
+            return self._schema_state(conn)
+
+    def _schema_state(self, conn: Connection) -> SchemaState:
+        from alembic.runtime.migration import MigrationContext
+
+        revision = MigrationContext.configure(conn).get_current_revision()
+        insp = inspect(conn)
+        present: dict[str, tuple[set[str], set[str]]] = {}
+        for table in insp.get_table_names():
+            present[table] = ({c["name"] for c in insp.get_columns(table)},
+                              {str(ix["name"]) for ix in insp.get_indexes(table)})
+        return assess_schema(revision, self._head(), expected_schema(), present)
+
+    def _head(self) -> str:
+        if self._head_revision is None:
+            from alembic.script import ScriptDirectory
+
+            cfg = AlembicConfig()
+            cfg.set_main_option("script_location", str(MIGRATIONS))
+            self._head_revision = ScriptDirectory.from_config(cfg).get_current_head() or ""
+        return self._head_revision
 
     # -- writes ----------------------------------------------------------------------------------
     def write_batch(self, events: Sequence[Row], turns: Sequence[Row], finishes: Sequence[Row]) -> list[int]:

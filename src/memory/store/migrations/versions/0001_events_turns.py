@@ -2,10 +2,13 @@
 
 Revision ID: 0001
 Revises:
+
+Every step is idempotent (see the rule in ``memory.store.migrations``).
 """
 import sqlalchemy as sa
-from alembic import op
 from sqlalchemy.dialects import mysql
+
+from memory.store.migrations import drop_table_if_present, ensure_index, ensure_table
 
 revision = "0001"
 down_revision = None
@@ -21,7 +24,7 @@ def key(n: int = 255) -> sa.types.TypeEngine:
 
 
 def upgrade() -> None:
-    op.create_table(
+    ensure_table(
         "events",
         sa.Column("event_id", key(32), primary_key=True),
         sa.Column("ts", sa.Double(), nullable=False),
@@ -31,8 +34,8 @@ def upgrade() -> None:
         sa.Column("meta", LONG),
         **ARGS,
     )
-    op.create_index("ix_events_session", "events", ["session_key", "event_id"])
-    op.create_table(
+    ensure_index("ix_events_session", "events", ["session_key", "event_id"])
+    ensure_table(
         "turns",
         sa.Column("turn_id", key(32), primary_key=True),
         sa.Column("session_key", key(), nullable=False),
@@ -46,10 +49,10 @@ def upgrade() -> None:
         sa.Column("finished_at", sa.Double()),
         **ARGS,
     )
-    op.create_index("ix_turns_session", "turns", ["session_key", "turn_id"])
-    op.create_index("ix_turns_input_event", "turns", ["input_event_id"])
+    ensure_index("ix_turns_session", "turns", ["session_key", "turn_id"])
+    ensure_index("ix_turns_input_event", "turns", ["input_event_id"])
 
 
 def downgrade() -> None:
-    op.drop_table("turns")
-    op.drop_table("events")
+    drop_table_if_present("turns")
+    drop_table_if_present("events")

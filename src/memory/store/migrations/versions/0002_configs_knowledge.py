@@ -2,10 +2,13 @@
 
 Revision ID: 0002
 Revises: 0001
+
+Every step is idempotent (see the rule in ``memory.store.migrations``).
 """
 import sqlalchemy as sa
-from alembic import op
 from sqlalchemy.dialects import mysql
+
+from memory.store.migrations import drop_table_if_present, ensure_index, ensure_table
 
 revision = "0002"
 down_revision = "0001"
@@ -22,7 +25,7 @@ def key(n: int = 255) -> sa.types.TypeEngine:
 
 
 def upgrade() -> None:
-    op.create_table(
+    ensure_table(
         "configs",
         sa.Column("key", key(), primary_key=True),
         sa.Column("path", key(1024), nullable=False),
@@ -34,7 +37,7 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.Double(), nullable=False),
         **ARGS,
     )
-    op.create_table(
+    ensure_table(
         "knowledge",
         sa.Column("key", key(), primary_key=True),
         sa.Column("category", key(), nullable=False),
@@ -50,9 +53,9 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.Double(), nullable=False),
         **ARGS,
     )
-    op.create_index("ix_knowledge_category", "knowledge", ["category"])
+    ensure_index("ix_knowledge_category", "knowledge", ["category"])
 
 
 def downgrade() -> None:
-    op.drop_table("knowledge")
-    op.drop_table("configs")
+    drop_table_if_present("knowledge")
+    drop_table_if_present("configs")
