@@ -20,7 +20,7 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy import exc as sa_exc
 
-from .._config import DatabaseConfig
+from .._config import DatabaseConfig, redact
 from .._errors import StoreError, StoreRejected, StoreUnavailable
 from ._base import Row, Store
 
@@ -201,17 +201,40 @@ class SqlStore(Store):
         except StoreError:
             raise
         except Exception as exc:  # noqa: BLE001 - every driver error is mapped at this boundary
+            self._scrub_chain(exc)
             mapped = self.classify(exc)
             if mapped.transient:
                 with contextlib.suppress(Exception):
                     self.engine.dispose()  # drop connections that may be dead (server restarted)
             raise mapped from exc
 
-    @staticmethod
-    def _message(exc: BaseException) -> str:
+    def _message(self, exc: BaseException) -> str:
+        """The driver's error as one line for StoreError, logs and health, with every secret of
+        the DSN scrubbed out (before truncating, so no partial secret survives either)."""
         orig = getattr(exc, "orig", None)
         base = orig if orig is not None else exc
-        return f"{type(base).__name__}: {base}"[:500]
+        return redact(f"{type(base).__name__}: {base}", self.config.secrets)[:500]
+
+    def _scrub_chain(self, exc: BaseException) -> None:
+        """Remove the DSN's secrets from the driver's exceptions themselves.
+
+        The StoreError keeps its cause (``raise ... from``) for debugging, and a logged traceback
+        prints the whole chain; so the chain's own text must be clean too, not just our message.
+        """
+        secrets = self.config.secrets
+        if not secrets:
+            return
+        seen: set[int] = set()
+        todo: list[BaseException | None] = [exc]
+        while todo:
+            e = todo.pop()
+            if e is None or id(e) in seen:
+                continue
+            seen.add(id(e))
+            with contextlib.suppress(Exception):
+                if any(secret in str(e) for secret in secrets):
+                    e.args = tuple(redact(a, secrets) if isinstance(a, str) else a for a in e.args)
+            todo += [getattr(e, "orig", None), e.__cause__, e.__context__]
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
         return StoreUnavailable(self._message(exc))
