@@ -67,7 +67,7 @@ def svc(tmp_path: Path) -> Iterator[MemoryService]:
 def hooks(svc: MemoryService) -> Iterator[MemoryHooks]:
     h = MemoryHooks(svc, system_session="sys", timeout=5)
     yield h
-    h._pool.shutdown(wait=True)
+    h.shutdown(timeout=5)
 
 
 def test_event_recorded_and_id_written_back_creating_metadata(hooks: MemoryHooks, svc: MemoryService) -> None:
@@ -167,7 +167,7 @@ async def run_core(memory: Any, timeout: float = 0.2) -> list[tuple[str, str]]:
     for obs in conversation():
         await core.submit(obs)
     await core.drain()
-    core.hooks._pool.shutdown(wait=False, cancel_futures=True)
+    core.hooks._pool.shutdown()
     return sorted((o.session_key, o.text) for o in core.outputs)
 
 
@@ -193,7 +193,7 @@ def test_hanging_memory_never_blocks_the_event_loop() -> None:
         t = asyncio.create_task(ticker())
         assert await hooks.a_after_gate(Obs("s", "x"), "deliver") is None
         t.cancel()
-        hooks._pool.shutdown(wait=False, cancel_futures=True)
+        hooks._pool.shutdown()
         return ticks
 
     assert asyncio.run(main()) > 5  # the loop kept running while memory hung

@@ -11,10 +11,11 @@ never returns cannot hold the core's process at exit either.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 from typing import TYPE_CHECKING, Any
+
+from ._pool import valid_timeout
 
 if TYPE_CHECKING:
     from memory import MemoryAPI
@@ -31,14 +32,6 @@ def _log_once(key: str, msg: str, *args: Any) -> None:
         _reported.add(key)
     if first:
         log.error(msg, *args)
-
-
-def valid_timeout(timeout: object) -> float | None:
-    """The timeout in seconds, or None if it cannot bound a wait (None, <= 0, NaN, inf, not a number)."""
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        return None
-    value = float(timeout)
-    return value if math.isfinite(value) and value > 0 else None
 
 
 class _Handoff:

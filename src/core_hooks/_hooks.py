@@ -12,15 +12,21 @@
 
 Every hook is total. Whatever the memory side does — raises, hangs, is None — the hook logs a
 rate-limited warning and returns, and the core's flow is unchanged. Calls to the memory side
-run on a small worker pool and are abandoned after ``timeout`` seconds, so even a hung memory
-object costs the core a bounded wait; :class:`AsyncMemoryHooks` awaits the same work without
-ever blocking the event loop.
+run on a small bounded pool of daemon threads (:mod:`core_hooks._pool`) and are abandoned
+after ``timeout`` seconds, so even a hung memory object costs the core a bounded wait;
+:class:`AsyncMemoryHooks` awaits the same work without ever blocking the event loop.
+
+With the memory side hung, the cost stays bounded in every dimension: at most ``workers``
+threads are held, at most ``queue_limit`` calls wait, and once every worker is stuck past the
+timeout further calls are refused at once (counted in :meth:`MemoryHooks.stats`, warned about)
+instead of each waiting out its own timeout. A call abandoned before it started never runs
+late. The threads are daemons, so a call that never returns does not hold the interpreter at
+exit.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import threading
 import time
@@ -28,6 +34,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from ._normalize import field, gate_summary, label, metadata_of
+from ._pool import BoundedPool, Dropped, run_detached, valid_timeout
 
 log = logging.getLogger("core_hooks")
 T = TypeVar("T")
@@ -60,22 +67,59 @@ class MemoryHooks:
     """Hooks for a synchronous core. ``memory`` may be None (memory off): every hook is a no-op."""
 
     def __init__(self, memory: Any, *, system_session: str = "system", timeout: float = 1.0,
-                 warn_interval: float = 30.0, workers: int = 4) -> None:
+                 warn_interval: float = 30.0, workers: int = 4, queue_limit: int = 32) -> None:
+        if valid_timeout(timeout) is None:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.memory = memory
         self.system_session = system_session
         self.timeout = timeout
         self.warn = _Warn(warn_interval)
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="memory-hook")
+        self._pool = BoundedPool(workers=workers, queue_limit=queue_limit, stuck_after=timeout, name="memory-hook")
+        self._lock = threading.Lock()
+        self.timed_out = 0  # calls the core stopped waiting for (they may still finish, or never start)
 
     # -- the bounded call -----------------------------------------------------------------------------
     def _call(self, what: str, fn: Callable[[], T]) -> T | None:
+        fut = self._pool.submit(fn)
         try:
-            return self._pool.submit(fn).result(timeout=self.timeout)
-        except concurrent.futures.TimeoutError:
-            self.warn(what, "memory %s did not answer within %.1fs; the core goes on without it", what, self.timeout)
+            return fut.result(timeout=self.timeout)
+        except TimeoutError as exc:
+            if fut.done():  # the memory call itself raised a TimeoutError: a failure, not our wait
+                self.warn(what, "memory %s failed (%s: %s); the core goes on without it", what,
+                          type(exc).__name__, exc)
+            else:
+                fut.cancel()  # not started yet: it never runs (counted as abandoned)
+                self._timed_out(what)
+        except Dropped as exc:
+            self._dropped(what, exc)
         except Exception as exc:  # noqa: BLE001 - total: nothing from the memory side reaches the core
             self.warn(what, "memory %s failed (%s: %s); the core goes on without it", what, type(exc).__name__, exc)
         return None
+
+    def call(self, what: str, fn: Callable[[], T]) -> T | None:
+        """Run ``fn`` (a memory call of the core's own, e.g. a vault read) bounded like a hook: None on trouble."""
+        return self._call(what, fn)
+
+    def _timed_out(self, what: str) -> None:
+        with self._lock:
+            self.timed_out += 1
+        self.warn(what, "memory %s did not answer within %.1fs; the core goes on without it", what, self.timeout)
+
+    def _dropped(self, what: str, exc: Dropped) -> None:
+        why = {"stuck": "every memory worker is stuck on an earlier call",
+               "queue_full": "too many memory calls are already waiting",
+               "closed": "the hooks were shut down"}.get(exc.reason, exc.reason)
+        dropped = sum(self._pool.stats()["dropped"].values())
+        self.warn(f"dropped:{exc.reason}", "memory %s dropped: %s (%d dropped so far); the core goes on without it",
+                  what, why, dropped)
+
+    def stats(self) -> dict[str, Any]:
+        """The worker pool's counters plus ``timed_out``. Every call is accounted for:
+        ``submitted = completed + failed + abandoned + sum(dropped) + queued + running``."""
+        out = self._pool.stats()
+        with self._lock:
+            out["timed_out"] = self.timed_out
+        return out
 
     # -- decisions (pure, shared with the async variant) ------------------------------------------------------
     def session_of(self, obs: Any, session_key: Any) -> str:
@@ -173,15 +217,21 @@ class MemoryHooks:
         self.after_agent(turn_id, error=exc)
 
     def shutdown(self, timeout: float = 10.0) -> None:
-        """Close the memory service (flushing its buffers), bounded by ``timeout``."""
+        """Let queued calls finish, then close the memory service (flushing its buffers).
+
+        Bounded: at most ``timeout`` for queued calls (none if every worker is stuck) and
+        ``timeout + 1`` for ``close``, which runs on its own daemon thread so a stuck pool cannot
+        keep it from running and a hung ``close`` cannot hold the interpreter at exit.
+        """
         memory = self.memory
-        if memory is not None:
-            try:
-                fut = self._pool.submit(lambda: memory.close(timeout=timeout))
-                fut.result(timeout=timeout + 1.0)
-            except Exception as exc:  # noqa: BLE001
-                self.warn("shutdown", "memory close failed or timed out: %s", exc)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        try:
+            self._pool.wait_idle(timeout)
+            if memory is not None:
+                run_detached(lambda: memory.close(timeout=timeout), "memory-hook-close").result(timeout=timeout + 1.0)
+        except Exception as exc:  # noqa: BLE001
+            self.warn("shutdown", "memory close failed or timed out: %s: %s", type(exc).__name__, exc)
+        finally:
+            self._pool.shutdown()
 
 
 class AsyncMemoryHooks(MemoryHooks):
@@ -191,10 +241,14 @@ class AsyncMemoryHooks(MemoryHooks):
         if fn is None:
             return None
         loop = asyncio.get_running_loop()
+        fut = self._pool.submit(fn)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(self._pool.submit(fn), loop=loop), self.timeout)
+            # On timeout wait_for cancels the wrapper, which cancels ``fut`` if it has not started.
+            return await asyncio.wait_for(asyncio.wrap_future(fut, loop=loop), self.timeout)
         except asyncio.TimeoutError:
-            self.warn(what, "memory %s did not answer within %.1fs; the core goes on without it", what, self.timeout)
+            self._timed_out(what)
+        except Dropped as exc:
+            self._dropped(what, exc)
         except Exception as exc:  # noqa: BLE001
             self.warn(what, "memory %s failed (%s: %s); the core goes on without it", what, type(exc).__name__, exc)
         return None
@@ -227,4 +281,9 @@ class AsyncMemoryHooks(MemoryHooks):
         await self.a_after_agent(turn_id, error=exc)
 
     async def a_shutdown(self, timeout: float = 10.0) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self.shutdown, timeout)
+        # Not the loop's default executor: asyncio.run() joins that one at the end, hung or not.
+        fut = run_detached(lambda: self.shutdown(timeout), "memory-hook-shutdown")
+        try:
+            await asyncio.wrap_future(fut)
+        except Exception as exc:  # noqa: BLE001
+            self.warn("shutdown", "memory shutdown failed: %s: %s", type(exc).__name__, exc)

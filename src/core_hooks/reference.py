@@ -3,7 +3,10 @@
 Pipeline per observation: gate → ``after_gate`` → (DELIVER + MESSAGE) ``on_deliver`` → agent →
 ``after_agent`` / ``on_agent_error`` → output sink. One worker task per session keeps each
 conversation in order while sessions run in parallel. The agent is rule-based and answers from
-the vault: the system prompt, the user's profile and ``search_knowledge``.
+the vault: the system prompt, the user's profile and ``search_knowledge``. Its vault reads go
+through the hooks' bounded call too (``MemoryHooks.call``): an agent reading from a hung memory
+side would otherwise hold its executor thread forever, and ``asyncio.run`` joins that executor
+at the end.
 
 This is what a real core looks like from memory's side; the demo and the tests drive it.
 """
@@ -14,6 +17,7 @@ import asyncio
 import dataclasses
 import enum
 import re
+from collections.abc import Callable
 from typing import Any
 
 from ._hooks import AsyncMemoryHooks
@@ -79,14 +83,20 @@ class RuleAgent:
     """Answers from the vault: the system prompt, the user's profile and ``search_knowledge``.
 
     ``[fail]`` in the text makes it raise; ``[error]`` makes it return an error result.
+    ``read(what, fn)`` runs each memory read; the reference core passes the hooks' bounded call.
     """
 
-    def __init__(self, memory: Any) -> None:
-        self.memory = memory
+    MAX_SEARCHES = 8  # words looked up per message: a bounded number of bounded reads
 
-    def _safe(self, fn: Any, *args: Any) -> Any:
+    def __init__(self, memory: Any, read: Callable[[str, Callable[[], Any]], Any] | None = None) -> None:
+        self.memory = memory
+        self.read = read
+
+    def _safe(self, fn: Callable[[], Any], what: str = "read") -> Any:
+        if self.memory is None:
+            return None
         try:
-            return fn(*args) if self.memory is not None else None
+            return self.read(what, fn) if self.read is not None else fn()
         except Exception:  # noqa: BLE001 - a missing profile is not the agent's failure
             return None
 
@@ -96,14 +106,15 @@ class RuleAgent:
         if "[error]" in obs.text:
             return AgentResult(text="Sorry, I could not answer that.", error="agent reported an error")
         if "who are you" in obs.text.lower():
-            system = self._safe(lambda: self.memory.get_system_prompt()) or ""
+            system = self._safe(lambda: self.memory.get_system_prompt(), "get_system_prompt") or ""
             intro = next((ln for ln in system.splitlines() if ln.strip() and not ln.startswith("#")), "")
             return AgentResult(text=intro or "I am the assistant.", sources=("md/system.md",) if intro else ())
-        profile = self._safe(lambda: self.memory.get_user_profile(obs.user_id)) if obs.user_id else None
-        words = [w for w in re.findall(r"[\w-]+", obs.text.lower()) if len(w) > 3]
+        memory = self.memory
+        profile = self._safe(lambda: memory.get_user_profile(obs.user_id), "get_user_profile") if obs.user_id else None
+        words = [w for w in re.findall(r"[\w-]+", obs.text.lower()) if len(w) > 3][: self.MAX_SEARCHES]
         notes = []
         for w in words:
-            notes = self._safe(lambda w=w: self.memory.search_knowledge(w, 1)) or []
+            notes = self._safe(lambda w=w: memory.search_knowledge(w, 1), "search_knowledge") or []
             if notes:
                 break
         parts = []
@@ -124,7 +135,7 @@ class ReferenceCore:
         self.memory = memory
         self.hooks = AsyncMemoryHooks(memory, system_session=system_session, timeout=hook_timeout)
         self.gate = Gate(system_session)
-        self.agent = RuleAgent(memory)
+        self.agent = RuleAgent(memory, read=self.hooks.call)
         self.outputs: list[Observation] = []
         self.processed: list[tuple[Observation, GateResult, str | None]] = []  # obs, decision, turn id
         self._queues: dict[str, asyncio.Queue[Observation | None]] = {}
