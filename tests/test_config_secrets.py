@@ -143,3 +143,10 @@ def test_pyproject_license_is_an_spdx_string_with_a_setuptools_that_reads_it() -
     assert req and req[0].startswith("setuptools>=")
     lower = int(req[0].split(">=")[1].split(",")[0].split(".")[0])
     assert lower >= 77  # the first setuptools that accepts an SPDX string for project.license
+
+
+@pytest.mark.parametrize("dsn", ["sqlite:///:memory:", "sqlite://"])
+def test_an_in_memory_sqlite_database_is_a_clear_config_error(dsn: str, tmp_path: Path) -> None:
+    # Before: accepted, then the service's constructor raised a TypeError from create_engine.
+    with pytest.raises(ConfigError, match=r"database\.dsn: expected a SQLite file"):
+        MemoryService.from_config({"database": {"dsn": dsn}, "failure_queue": {"path": str(tmp_path / "q")}})

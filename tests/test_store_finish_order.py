@@ -6,7 +6,11 @@ turn lands, the retries apply in whatever order their backoff says; the newest f
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -91,3 +95,24 @@ def test_newest_finish_wins_when_retries_land_out_of_order(make_service: Make, d
         if set_up >= 2:
             break
     assert set_up >= 1, "the older finish never retried after the newer one; the case was not exercised"
+
+
+def test_requeued_dead_finish_never_overwrites_a_newer_one(make_service: Make, dsn: str, tmp_path: Path) -> None:
+    """A finish dead-lettered because its turn never came ("turn not found") is requeued by the
+    CLI after the turn arrived with a newer finish: the older one must not win."""
+    svc = make_service(dsn, max_retries=1)
+    svc.initialize()
+    svc.finish_turn("turn-from-elsewhere", status="error", error="stale")
+    assert wait_for(lambda: svc.health()["queue"]["dead_lettered"] == 1)
+    svc.close()
+    # The turn arrives from another process, already finished, later in time.
+    newer = time.time() + 1
+    assert svc.store.write_batch([], [("turn-from-elsewhere", "chat", None, None, None, "running", newer - 2)],
+                                 [("turn-from-elsewhere", "ok", None, "out", newer)]) == []
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(json.dumps({"database": {"dsn": dsn}, "failure_queue": {"path": str(tmp_path / "queue")}}))
+    out = subprocess.run([sys.executable, "-m", "memory.cli", "dead-letter", "requeue", "--json", "--config", str(cfg)],
+                         capture_output=True, text=True, timeout=120)
+    assert json.loads(out.stdout) == {"requeued": 1, "remaining": 0}, out.stderr  # resolved: it lost, not missing
+    row = svc.store.get_turn("turn-from-elsewhere")
+    assert row is not None and (row[5], row[6], row[7], row[9]) == ("ok", None, "out", newer)

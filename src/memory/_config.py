@@ -290,7 +290,13 @@ def _database(r: _Reader, base: Path) -> DatabaseConfig:
     backend = url.get_backend_name()
     if backend not in ("sqlite", "mysql", "mariadb"):
         r.fail("dsn", "a sqlite:// or mysql+pymysql:// URL", mask_dsn(dsn))
-    if backend == "sqlite" and url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+    if backend == "sqlite" and (not url.database or url.database == ":memory:"):
+        # A private in-memory database exists in one connection only, and the writer thread and
+        # the readers use a pool of them: each would see its own empty database (and the engine
+        # refuses the pool options for it outright, so the service could not even be built).
+        r.fail("dsn", "a SQLite file (an in-memory database is private to one connection; the writer "
+               "and the readers use several)", mask_dsn(dsn))
+    if backend == "sqlite" and url.database and not url.database.startswith("file:"):
         url = url.set(database=str(_resolve(base, url.database)))
     if backend in ("mysql", "mariadb"):
         url = url.set(drivername="mysql+pymysql")

@@ -308,7 +308,9 @@ class SqlStore(Store):
                 cur.executemany(self.insert_turn_sql, turns)
             if not finishes:
                 return []
-            winners = latest_finishes(finishes)
+            # In primary-key order: two processes finishing overlapping turns then lock rows in
+            # the same order, which keeps InnoDB from picking one of them as a deadlock victim.
+            winners = sorted(latest_finishes(finishes), key=lambda f: f[0])
             matched = sum(self._apply_finishes(cur, chunk) for chunk in finish_chunks(winners, self.finish_chunk_rows))
             if matched == len(winners):
                 return []
