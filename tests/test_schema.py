@@ -24,9 +24,11 @@ def test_empty_database_to_head_twice(dsn: str) -> None:
     store = store_for(dsn)
     try:
         assert store.current_revision() is None
+        assert not store.schema_state().ready
         store.initialize()
         store.initialize()  # idempotent
         assert store.current_revision() == "0002"
+        assert store.schema_state().ready and store.schema_state().missing == ()
         assert store.count("events") == store.count("turns") == store.count("knowledge") == 0
     finally:
         store.dispose()
