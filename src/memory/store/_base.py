@@ -20,9 +20,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def initialize(self) -> None:
-        """Bring the schema to head. Idempotent; two processes calling it at once both succeed.
+        """Bring the schema to head. Idempotent; two processes calling it at once both succeed;
+        a call killed at any point leaves a state the next call finishes.
 
-        Raises :class:`~memory.StoreUnavailable` when the database cannot be reached.
+        Raises :class:`~memory.StoreUnavailable` when the database cannot be reached, or when the
+        schema is still not complete afterwards: returning means ready, never "partly ready".
         """
 
     @abc.abstractmethod
