@@ -132,14 +132,23 @@ def initialize_killed_after_write(dsn: str, kill_at: int) -> tuple[int, int]:
         finally:
             os._exit(code)
     os.close(w)
+    reader = os.fdopen(r, "rb")
     try:
-        _, status = os.waitpid(pid, 0)
-        with os.fdopen(r, "rb") as f:
-            done = f.read().decode() or "-1"
+        deadline = time.monotonic() + 120  # a hung child fails the test instead of hanging it
+        while True:
+            done_pid, status = os.waitpid(pid, os.WNOHANG)
+            if done_pid:
+                break
+            assert time.monotonic() < deadline, "the migrating child hung"
+            time.sleep(0.005)
+        done = reader.read().decode() or "-1"
     except BaseException:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
         raise
+    finally:
+        reader.close()
     return status, int(done)
 
 
