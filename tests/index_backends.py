@@ -1,11 +1,11 @@
-"""Keyword tables on the real backends, built the way the recall wiring will build them.
+"""Keyword tables on the real backends, laid out the way the recall wiring will lay them out.
 
-Each item has a ``head`` column (a note's title, tags and headings: weighted 3×) and a ``body``
-column (a note's body, an event's text), both holding ``index_terms`` output, plus the metadata
-the filters need. SQLite: one FTS5 table (``prefix='5'`` indexes the 5-character prefixes a
-one-character CJK query searches by). MariaDB/MySQL: InnoDB ``FULLTEXT`` indexes on
-``(head, body)`` for matching and on each column for weighting; the term columns are ASCII,
-since terms are.
+One indexed column, ``terms``, holds ``document_terms(head, body)``: a note's head (title, tags,
+headings) three times, then its body; an event's text as the body. Beside it, the metadata the
+filters need. SQLite: one FTS5 table (``prefix='5'`` indexes the 5-character prefixes that a
+one-character CJK query searches by), ranked by ``bm25``. MariaDB/MySQL: one InnoDB
+``FULLTEXT`` index on an ASCII column (terms are ASCII), ranked by ``MATCH ... AGAINST`` in
+boolean mode.
 """
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import create_engine, text
 
-from memory.index._text import index_terms, keyword_query
-
-HEAD_WEIGHT = 3.0
+from memory.index._text import document_terms, keyword_query
 
 
 class KeywordTable(Protocol):
@@ -51,13 +49,13 @@ def _filters(kinds: Iterable[str] | None, session_key: str | None, since: float 
 class Fts5Table:
     def __init__(self, path: str = ":memory:") -> None:
         self.conn = sqlite3.connect(path)
-        self.conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS recall_fts USING fts5(head, body, kind UNINDEXED, "
+        self.conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS recall_fts USING fts5(terms, kind UNINDEXED, "
                           "item_id UNINDEXED, session_key UNINDEXED, ts UNINDEXED, prefix='5')")
 
     def add(self, kind: str, item_id: str, head: str, body: str, session_key: str | None = None,
             ts: float | None = None) -> None:
-        self.conn.execute("INSERT INTO recall_fts (head, body, kind, item_id, session_key, ts) VALUES (?, ?, ?, ?, ?, ?)",
-                          (index_terms(head), index_terms(body), kind, item_id, session_key, ts))
+        self.conn.execute("INSERT INTO recall_fts (terms, kind, item_id, session_key, ts) VALUES (?, ?, ?, ?, ?)",
+                          (document_terms(head, body), kind, item_id, session_key, ts))
         self.conn.commit()
 
     def search(self, query: object, k: int, *, kinds: Iterable[str] | None = None, session_key: str | None = None,
@@ -68,7 +66,7 @@ class Fts5Table:
         where, args = _filters(kinds, session_key, since, until, "?")
         rows = self.conn.execute(
             f"SELECT kind, item_id FROM recall_fts WHERE recall_fts MATCH ?{where} "
-            f"ORDER BY bm25(recall_fts, {HEAD_WEIGHT}, 1.0), kind, item_id LIMIT ?", [kq.fts5(), *args, k]).fetchall()
+            f"ORDER BY bm25(recall_fts), kind, item_id LIMIT ?", [kq.fts5(), *args, k]).fetchall()
         return [(r[0], r[1]) for r in rows]
 
 
@@ -77,19 +75,16 @@ class MariaTable:
         self.engine = create_engine(dsn)
         with self.engine.begin() as c:
             c.execute(text(
-                "CREATE TABLE recall_docs (kind VARCHAR(16) NOT NULL, item_id VARCHAR(255) NOT NULL, "
+                "CREATE TABLE recall_terms (kind VARCHAR(16) NOT NULL, item_id VARCHAR(255) NOT NULL, "
                 "session_key VARCHAR(255) NULL, ts DOUBLE NULL, "
-                "head LONGTEXT CHARACTER SET ascii COLLATE ascii_bin NOT NULL, "
-                "body LONGTEXT CHARACTER SET ascii COLLATE ascii_bin NOT NULL, PRIMARY KEY (kind, item_id), "
-                "FULLTEXT KEY ft_all (head, body), FULLTEXT KEY ft_head (head), FULLTEXT KEY ft_body (body)) "
-                "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"))
+                "terms LONGTEXT CHARACTER SET ascii COLLATE ascii_bin NOT NULL, PRIMARY KEY (kind, item_id), "
+                "FULLTEXT KEY ft_terms (terms)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"))
 
     def add(self, kind: str, item_id: str, head: str, body: str, session_key: str | None = None,
             ts: float | None = None) -> None:
         with self.engine.begin() as c:
-            c.execute(text("INSERT INTO recall_docs VALUES (:k, :i, :s, :t, :h, :b)"),
-                      {"k": kind, "i": item_id, "s": session_key, "t": ts, "h": index_terms(head),
-                       "b": index_terms(body)})
+            c.execute(text("INSERT INTO recall_terms VALUES (:k, :i, :s, :t, :terms)"),
+                      {"k": kind, "i": item_id, "s": session_key, "t": ts, "terms": document_terms(head, body)})
 
     def search(self, query: object, k: int, *, kinds: Iterable[str] | None = None, session_key: str | None = None,
                since: float | None = None, until: float | None = None) -> list[tuple[str, str]]:
@@ -98,11 +93,10 @@ class MariaTable:
             return []
         q = kq.boolean()
         where, args = _filters(kinds, session_key, since, until, "%s")
-        sql = (f"SELECT kind, item_id, {HEAD_WEIGHT} * MATCH(head) AGAINST(%s IN BOOLEAN MODE) "
-               f"+ MATCH(body) AGAINST(%s IN BOOLEAN MODE) AS rel FROM recall_docs "
-               f"WHERE MATCH(head, body) AGAINST(%s IN BOOLEAN MODE){where} ORDER BY rel DESC, kind, item_id LIMIT %s")
+        sql = (f"SELECT kind, item_id, MATCH(terms) AGAINST(%s IN BOOLEAN MODE) AS rel FROM recall_terms "
+               f"WHERE MATCH(terms) AGAINST(%s IN BOOLEAN MODE){where} ORDER BY rel DESC, kind, item_id LIMIT %s")
         with self.engine.connect() as c:
-            rows = c.exec_driver_sql(sql, (q, q, q, *args, k)).fetchall()
+            rows = c.exec_driver_sql(sql, (q, q, *args, k)).fetchall()
         return [(r[0], r[1]) for r in rows]
 
     def dispose(self) -> None:

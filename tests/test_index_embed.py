@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memory import MemoryServiceError
+from memory.index import _embed
 from memory.index._embed import Embedder, EmbedderUnavailable, HashEmbedder, MiniLMEmbedder, make_embedder
 
 MODEL_MISSING = MiniLMEmbedder.unavailable_reason()
@@ -55,12 +56,14 @@ def test_hash_contract_on_any_text(texts: list[str]) -> None:
     assert np.all((np.abs(norms - 1) < 1e-5) | (norms == 0))
 
 
-def test_hash_batch_equals_one_by_one() -> None:
-    """Documents in one batch never leak n-grams into each other."""
+@pytest.mark.parametrize("chunk", [1_000_000, 25, 1])
+def test_hash_batch_equals_one_by_one(chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Documents in one batch (in one or many working chunks) never leak n-grams into each other."""
     emb = HashEmbedder()
-    texts = ["coffee in the morning", "咖啡", "커피를 마신다", "", "tea", "end of batch"]
-    batch = emb.embed(texts)
+    texts = ["coffee in the morning", "咖啡", "커피를 마신다", "", "tea", "a much longer text " * 5, "end of batch"]
     single = np.vstack([emb.embed([t]) for t in texts])
+    monkeypatch.setattr(_embed, "_CHUNK_CHARS", chunk)
+    batch = emb.embed(texts)
     assert np.array_equal(batch, single)
 
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memory.index._extract import DEFAULT_FIELD_PATHS, event_text, parse_field_paths, snippet
-from memory.index._text import (MAX_QUERY_TERMS, index_terms, is_run, is_valid_term, keyword_query, local_score,
+from memory.index._text import (MAX_QUERY_TERMS, document_terms, index_terms, is_run, is_valid_term, keyword_query, local_score,
                                 normalize, segments)
 
 INNODB_STOPWORDS = set("a about an are as at be by com de en for from how i in is it la of on or that the this to was "
@@ -87,6 +87,14 @@ def test_long_words_are_hashed_consistently() -> None:
     assert len(terms) == 3 and terms[1].startswith("g") and len(terms[1]) == 21
     assert matches(word, f"another {word}")
     assert not matches(word, "x" * 499)
+
+
+def test_document_terms_repeat_the_head() -> None:
+    assert document_terms("Coffee", "black").split() == ["xcoffee", "xcoffee", "xcoffee", "xblack"]
+    assert document_terms("咖啡", None, head_weight=1).split() == index_terms("咖啡").split()
+    assert document_terms(None, "x y") == "jxj jyj" and document_terms("", "") == ""
+    with pytest.raises(ValueError):
+        document_terms("a", "b", head_weight=0)
 
 
 def test_index_terms_keep_frequency_and_cap_length() -> None:

@@ -39,6 +39,7 @@ from ._text import _RUN_RANGES, _SEGMENT, normalize
 
 #: Characters of one text that are embedded (the model sees far fewer: 256 word pieces).
 MAX_EMBED_CHARS = 20_000
+_CHUNK_CHARS = 1_000_000
 
 _K0 = np.uint64(0x9E3779B97F4A7C15)
 _K1 = np.uint64(0x100000001B3)
@@ -134,11 +135,20 @@ class HashEmbedder:
         return " ".join(m.group(0) for m in _SEGMENT.finditer(normalize(text[:MAX_EMBED_CHARS])))
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        n, dim = len(texts), self._dim
-        if n == 0:
-            return np.zeros((0, dim), dtype=np.float32)
         docs = [" " + self._prepare(t if isinstance(t, str) else str(t)) + " " for t in texts]
-        # One array for the whole batch; a NUL after each document keeps grams from crossing.
+        out = np.zeros((len(docs), self._dim), dtype=np.float32)
+        # Chunks bound the working arrays (~40 bytes per character) whatever the batch holds.
+        start = size = 0
+        for i, d in enumerate(docs):
+            size += len(d)
+            if size >= _CHUNK_CHARS or i == len(docs) - 1:
+                out[start:i + 1] = self._embed_chunk(docs[start:i + 1])
+                start, size = i + 1, 0
+        return out
+
+    def _embed_chunk(self, docs: list[str]) -> np.ndarray:
+        n, dim = len(docs), self._dim
+        # One array for the whole chunk; a NUL after each document keeps grams from crossing.
         joined = "\0".join(docs) + "\0"
         codes = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype="<u4").astype(np.uint64)
         lengths = np.fromiter((len(d) + 1 for d in docs), dtype=np.int64, count=n)

@@ -84,16 +84,23 @@ class VectorStats:
     nbytes: int
 
 
-def _unit(vector: Sequence[float] | np.ndarray, dim: int, what: str) -> np.ndarray:
-    v = np.asarray(vector, dtype=np.float32).reshape(-1)
-    if v.shape != (dim,):
-        raise ValueError(f"{what}: expected {dim} dimensions, got {v.shape[0]}")
-    if not np.all(np.isfinite(v)):
-        raise ValueError(f"{what}: vector holds NaN or infinity")
-    norm = float(np.linalg.norm(v))
-    if norm == 0.0:
-        raise ValueError(f"{what}: zero vector (nothing to index)")
-    return v / norm
+def _unit_rows(rows: list[VectorRow], dim: int) -> np.ndarray:
+    """The rows' vectors as one normalized (m, dim) float32 matrix; ``ValueError`` names a bad row."""
+    mat = np.empty((len(rows), dim), dtype=np.float32)
+    for i, r in enumerate(rows):
+        v = np.asarray(r.vector, dtype=np.float32).reshape(-1)
+        if v.shape != (dim,):
+            raise ValueError(f"{r.kind} {r.id!r}: expected {dim} dimensions, got {v.shape[0]}")
+        mat[i] = v
+    finite = np.isfinite(mat).all(axis=1)
+    norms = np.linalg.norm(mat, axis=1)
+    bad = np.flatnonzero(~finite | (norms == 0))
+    if bad.size:
+        r = rows[int(bad[0])]
+        what = "holds NaN or infinity" if not finite[bad[0]] else "is a zero vector (nothing to index)"
+        raise ValueError(f"{r.kind} {r.id!r}: vector {what}")
+    mat /= norms[:, None]
+    return mat
 
 
 class _Arrays:
@@ -143,24 +150,29 @@ class VectorIndex:
 
     def upsert(self, rows: Iterable[VectorRow]) -> int:
         """Add or replace items; returns how many. Validates every row before changing anything."""
-        prepared = [(r, _unit(r.vector, self.dim, f"{r.kind} {r.id!r}")) for r in rows]
+        batch = list(rows)
+        mat = _unit_rows(batch, self.dim)
+        last: dict[Key, int] = {}
+        for i, row in enumerate(batch):
+            last[(row.kind, row.id)] = i                   # a later row of the same key wins
         with self._lock:
             a = self._a
-            a.grow(a.size + len(prepared))
-            for row, vec in prepared:
-                key = (row.kind, row.id)
-                pos = a.row_of.get(key)
-                if pos is None:
-                    pos = a.size
+            a.grow(a.size + len(last))
+            pos = np.empty(len(last), dtype=np.int64)
+            for j, (key, i) in enumerate(last.items()):
+                row = batch[i]
+                p = a.row_of.get(key)
+                if p is None:
+                    p = a.row_of[key] = a.size
                     a.size += 1
                     a.keys.append(key)
-                    a.row_of[key] = pos
-                a.matrix[pos] = vec
-                a.kind[pos] = self._code(self._kind_code, row.kind)
-                a.session[pos] = _NO_SESSION if row.session_key is None else self._code(self._session_code,
-                                                                                        row.session_key)
-                a.ts[pos] = np.nan if row.ts is None else float(row.ts)
-        return len(prepared)
+                pos[j] = p
+                a.kind[p] = self._code(self._kind_code, row.kind)
+                a.session[p] = _NO_SESSION if row.session_key is None else self._code(self._session_code,
+                                                                                      row.session_key)
+                a.ts[p] = np.nan if row.ts is None else float(row.ts)
+            a.matrix[pos] = mat[list(last.values())]
+        return len(batch)
 
     def remove(self, keys: Iterable[Key]) -> int:
         """Remove items by (kind, id); unknown keys are ignored. Returns how many were removed."""
