@@ -84,10 +84,10 @@ def test_retry_list_waits_its_backoff_then_dead_letters(tmp_path: Path) -> None:
     q.submit(EVENT, (f"{2:026x}", 1.0, "bad", "{}", None, None))
     q.submit(EVENT, row(3))
     q.loop_once(clock.now)
-    assert q.committed == 2 and len(q._side) == 1  # the good ones did not wait for the bad one
+    assert q.committed == 2 and len(q.retry) == 1  # the good ones did not wait for the bad one
     attempts = 1
-    while q._side:
-        item = next(iter(q._side.values()))
+    while q.retry:
+        item = q.retry.items()[0]
         clock.now = item.next_at - 0.001
         before = q.calls["n"]  # type: ignore[attr-defined]
         q.loop_once(clock.now)

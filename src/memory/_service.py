@@ -11,14 +11,17 @@ visible whether or not it has been written yet.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import logging
+import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
 from os import PathLike
 from typing import Any, TypeVar
 
+from . import _forking
 from ._config import Config, load_config
 from ._disabled import DisabledMemoryService, disabled_by_env
 from ._errors import StoreError
@@ -31,6 +34,21 @@ from .vault import Note, SyncReport, Vault, VaultWatcher
 
 log = logging.getLogger("memory.service")
 T = TypeVar("T")
+
+
+class _Rebuild:
+    """Stands in for one of a forked child's parts until its first call builds them all."""
+
+    def __init__(self, service: MemoryService, part: str) -> None:
+        self._service, self._part = service, part
+
+    def __getattr__(self, name: str) -> Any:
+        self._service._rebuild_after_fork()
+        return getattr(getattr(self._service, self._part), name)
+
+
+def _from_pickle(config: Config, start_writer: bool, start_vault: bool) -> MemoryService:
+    return MemoryService(config, start_writer=start_writer, start_vault=start_vault)
 
 
 def _close_at_exit(ref: weakref.ReferenceType[MemoryService]) -> None:
@@ -52,21 +70,60 @@ class MemoryService:
         """
         self.config = config
         self._clock = clock
+        self._start_writer, self._start_vault = start_writer, start_vault
         self._ids = IdGenerator()
         self._warn = RateLimitedLog(log, config.logging.warn_interval_s, clock)
         self._closed = False
+        self._detached = False  # True in a forked child until its own parts are built
+        self._fork_lock = threading.Lock()
+        self._build()
+        self._atexit_hook = functools.partial(_close_at_exit, weakref.ref(self))
+        atexit.register(self._atexit_hook)
+        _forking.track(self)
+
+    def _build(self) -> None:
+        """Build (or, in a forked child, rebuild) the parts: store, queue + writer, vault + watcher."""
+        config = self.config
         self.store: SqlStore = create_store(config.database)
-        self.queue = WriteQueue(config.failure_queue, self.store, clock=clock,
+        self.queue = WriteQueue(config.failure_queue, self.store, clock=self._clock,
                                 warn_interval=config.logging.warn_interval_s)
-        if start_writer:
+        if self._start_writer:
             self.queue.start()
         self.vault = Vault(config.vault, self.store)
         # Start-up sync (and, with vault.watch, the live watcher) run on their own thread.
         self._watcher = VaultWatcher(self.vault, config.vault.debounce_ms / 1000, prepare=self.store.initialize)
-        if start_vault:
+        if self._start_vault:
             self._watcher.start(initial_sync=True, watch=config.vault.watch)
-        self._atexit_hook = functools.partial(_close_at_exit, weakref.ref(self))
-        atexit.register(self._atexit_hook)
+
+    # -- fork ---------------------------------------------------------------------------------------
+    def _after_fork_in_child(self) -> None:
+        """Called in a forked child (see ``memory._forking``): let go of the parent's parts without
+        touching its files or connections; the child's own are built on its first call."""
+        self._fork_lock = threading.Lock()
+        self._ids = IdGenerator()  # its lock may have been held by a parent thread at fork time
+        if self._detached:
+            return  # forked again before it was ever used: nothing of its own to let go of
+        self.queue.abandon()
+        with contextlib.suppress(Exception):
+            self.store.engine.dispose(close=False)  # the parent's sockets stay the parent's
+        if self._closed:
+            return
+        self._detached = True
+        self.queue = _Rebuild(self, "queue")  # type: ignore[assignment]
+        self.store = _Rebuild(self, "store")  # type: ignore[assignment]
+        self.vault = _Rebuild(self, "vault")  # type: ignore[assignment]
+        self._watcher = _Rebuild(self, "_watcher")  # type: ignore[assignment]
+
+    def _rebuild_after_fork(self) -> None:
+        with self._fork_lock:
+            if self._detached:
+                self._build()
+                self._detached = False
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A service handed to a ``spawn`` child (multiprocessing, ProcessPoolExecutor) is rebuilt
+        # there from its config: its own slot, journal and writer, never a copy of ours.
+        return (_from_pickle, (self.config, self._start_writer, self._start_vault))
 
     @classmethod
     def from_config(cls, path_or_mapping: str | PathLike[str] | Mapping[str, Any] = "config/memory.yaml",
@@ -88,7 +145,9 @@ class MemoryService:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<MemoryService {self.config.database.safe_dsn} queue={self.queue.slot.path}>"
+        slot = None if self._detached else self.queue.slot
+        where = slot.path if slot is not None else "memory-only" if not self._detached else "not built yet"
+        return f"<MemoryService {self.config.database.safe_dsn} queue={where}>"
 
     # -- writes: never raise ---------------------------------------------------------------------------
     def append_event(self, obs: Any, session_key: Any, gate_result: Any = None, meta: Any = None) -> EventRecord:
@@ -258,6 +317,9 @@ class MemoryService:
             return True
         self._closed = True
         atexit.unregister(self._atexit_hook)
+        _forking.untrack(self)
+        if self._detached:
+            return True  # a forked child that never used memory: nothing of its own to close
         try:
             ok = self.queue.close(timeout)
         except Exception as exc:  # noqa: BLE001

@@ -1,23 +1,116 @@
-"""Accounting of the write path: counting what the journal holds, reconciling, reporting.
+"""Accounting of the write path: the ledger of counters, backlog counting, reconciliation, reports.
 
-``accepted = committed + dead-lettered + dropped + pending``. ``check()`` proves it by counting
-pending records where they really are (journal files past the read position, the retry list,
-memory-only records) instead of deriving them from the other counters.
+``accepted = committed + dead-lettered + dropped + pending``. The :class:`Ledger` owns every
+counter and the per-segment bookkeeping that turns records destroyed by corruption into a
+counted loss; :func:`check` proves the equation by counting pending records where they really
+are (journal files past the read position, the retry list, memory-only records) instead of
+deriving them from the other counters. Both read the queue only through :class:`QueueView`, a
+frozen copy the queue hands out — never its private fields.
 """
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._item import Item, Pos
 from ._segments import HEADER_LEN, Damage, read_segment
 
 if TYPE_CHECKING:
     from ._journal import Journal
-    from ._writer import WriteQueue
 
 
-def count_records(journal: Journal, start: tuple[int, int], below: int | None = None) -> dict[int, int]:
+class Ledger:
+    """Every counter of one run. Mutations happen under the queue's lock (``lock``).
+
+    ``expected[seg]`` counts records known to be in a segment (appended by us, or counted in an
+    earlier run's or an adopted segment); ``seen[seg]`` those the writer has taken from it. When
+    the read position leaves a segment, any difference is records destroyed by corruption.
+    """
+
+    __slots__ = ("lock", "accepted", "committed", "dead_lettered", "recovered", "dropped", "expected", "seen")
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self.lock = lock
+        self.accepted = self.committed = self.dead_lettered = self.recovered = 0
+        self.dropped: collections.Counter[str] = collections.Counter()
+        self.expected: dict[int, int] = {}
+        self.seen: dict[int, int] = {}
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        self.dropped[reason] += n
+
+    def add_backlog(self, per_segment: dict[int, int]) -> int:
+        """Records earlier runs (or adopted slots) left: accepted and pending from now on."""
+        n = sum(per_segment.values())
+        with self.lock:
+            for seg, valid in per_segment.items():
+                self.expected[seg] = self.expected.get(seg, 0) + valid
+            self.accepted += n
+            self.recovered += n
+        return n
+
+    def saw(self, batch: list[Item]) -> None:
+        seen = self.seen
+        with self.lock:
+            if batch and batch[0].seg == batch[-1].seg >= 0:
+                seen[batch[0].seg] = seen.get(batch[0].seg, 0) + len(batch)  # the common case, O(1)
+            else:
+                for it in batch:
+                    if it.seg >= 0:
+                        seen[it.seg] = seen.get(it.seg, 0) + 1
+
+    def passed(self, pos: Pos) -> dict[int, int]:
+        """The read position reached ``pos``: settle segments before it. Returns losses by segment."""
+        lost: dict[int, int] = {}
+        with self.lock:
+            for seg in [s for s in self.expected if s < pos[0]]:
+                n = self.expected.pop(seg, 0) - self.seen.pop(seg, 0)
+                if n > 0:
+                    self.dropped["corrupt"] += n
+                    lost[seg] = n
+        return lost
+
+    def remaining(self, seg: int) -> int | None:
+        """Records of ``seg`` not yet taken by the writer (None if unknown)."""
+        with self.lock:
+            if seg not in self.expected:
+                return None
+            return self.expected[seg] - self.seen.get(seg, 0)
+
+    def sealed_counts(self, after: int, active: int) -> dict[int, int]:
+        with self.lock:
+            return {seg: n for seg, n in self.expected.items() if seg > after and seg != active}
+
+    def pending(self) -> int:
+        with self.lock:
+            return max(0, self.accepted - self.committed - self.dead_lettered - sum(self.dropped.values()))
+
+
+@dataclasses.dataclass(frozen=True)
+class QueueView:
+    """A consistent copy of what the queue holds, taken under its lock."""
+
+    accepted: int
+    committed: int
+    dead_lettered: int
+    recovered: int
+    dropped: dict[str, int]
+    memory: int
+    volatile: int
+    retrying: int
+    position: Pos
+    watermark: Pos
+    max_in_memory: int
+    max_dump_backups: int
+    state_dirty: bool
+
+
+def count_records(journal: Journal, start: Pos, below: int | None = None) -> dict[int, int]:
     """Valid records per segment from ``start`` to the head (or to segment ``below``)."""
     counts: dict[int, int] = {}
     seg0, off0 = start
@@ -25,7 +118,7 @@ def count_records(journal: Journal, start: tuple[int, int], below: int | None = 
         if seg < seg0 or (below is not None and seg >= below):
             continue
         live = journal.live_end(seg)
-        pos = max(off0 if seg == seg0 else HEADER_LEN, HEADER_LEN)
+        pos = max(off0 if seg == seg0 else journal.start_of(seg), HEADER_LEN)
         path = journal.path_of(seg)
         while True:
             try:
@@ -40,25 +133,22 @@ def count_records(journal: Journal, start: tuple[int, int], below: int | None = 
     return counts
 
 
-def backlog_counts(journal: Journal, pos: tuple[int, int], saved: dict[int, int],
-                   saved_from: tuple[int, int] | None) -> dict[int, int]:
-    """Records per segment that earlier runs left from ``pos`` on.
+def backlog_counts(journal: Journal, pos: Pos, saved: dict[int, int], segments: Iterable[int]) -> dict[int, int]:
+    """Records per segment that earlier runs (or adopted slots) left in ``segments`` from ``pos`` on.
 
-    Sealed segments' counts were saved with the state (``saved``, the first segment's counted
-    from the watermark ``saved_from``); only a partly resolved first segment without a saved
-    count and segments written after the last save (a crashed run's active one, adopted ones)
-    are scanned. Scanning the whole backlog would hold up the replay for as long as the backlog
-    is large — in a crash loop, forever.
+    A segment whose count was saved with the state (relative to its resume offset) is not
+    scanned; only segments without a saved count are (a crashed run's active one, a partly
+    resolved first one). Scanning the whole backlog would hold up the replay for as long as the
+    backlog is large — in a crash loop, forever.
     """
     counts: dict[int, int] = {}
-    first = pos[0]
-    for seg in journal.segments():
-        if seg < first or seg >= journal.first_new:
+    for seg in segments:
+        if seg < pos[0]:
             continue
-        if seg in saved and (seg != first or saved_from == pos):
+        if seg in saved:
             counts[seg] = saved[seg]
         else:
-            start = pos if seg == first else (seg, HEADER_LEN)
+            start = pos if seg == pos[0] else (seg, journal.start_of(seg))
             counts[seg] = count_records(journal, start, below=seg + 1).get(seg, 0)
     return counts
 
@@ -70,51 +160,46 @@ def file_size(path: Path) -> int:
         return 0
 
 
-def check(q: WriteQueue) -> list[str]:
-    """Problems found reconciling ``q``'s counters with its files; empty when all is accounted for."""
+def check(view: QueueView, journal: Journal) -> list[str]:
+    """Problems found reconciling ``view`` with the files; empty when all is accounted for."""
     problems: list[str] = []
-    with q._lock:
-        accepted, dropped = q.accepted, sum(q.dropped.values())
-        side, vol, mem = len(q._side), len(q._volatile), len(q._mem)
-        sizes = dict(q.journal.sizes)
-        total = q.journal.total
-    unresolved = sum(count_records(q.journal, q._pos).values()) + side + vol
-    resolved = q.committed + q.dead_lettered + dropped
-    if accepted != resolved + unresolved:
-        problems.append(f"accounting: accepted {accepted} != committed {q.committed} + dead "
-                        f"{q.dead_lettered} + dropped {dropped} + pending {unresolved}")
-    if mem > q.cfg.max_in_memory:
-        problems.append(f"memory window holds {mem} > max_in_memory {q.cfg.max_in_memory}")
+    dropped = sum(view.dropped.values())
+    unresolved = sum(count_records(journal, view.position).values()) + view.retrying + view.volatile
+    resolved = view.committed + view.dead_lettered + dropped
+    if view.accepted != resolved + unresolved:
+        problems.append(f"accounting: accepted {view.accepted} != committed {view.committed} + dead "
+                        f"{view.dead_lettered} + dropped {dropped} + pending {unresolved}")
+    if view.memory > view.max_in_memory:
+        problems.append(f"memory window holds {view.memory} > max_in_memory {view.max_in_memory}")
+    with journal.lock:
+        sizes = dict(journal.sizes)
+        total, active, mapped, capacity = journal.total, journal.active, journal.map is not None, journal.capacity
+        unsealed = set(journal.unsealed)
     if total != sum(sizes.values()):
         problems.append(f"journal size counter {total} != sum of segment sizes {sum(sizes.values())}")
+    if total > journal.max_disk_bytes:
+        problems.append(f"journal holds {total} bytes > max_disk_mb ({journal.max_disk_bytes} bytes)")
     for seg, size in sizes.items():
-        real = file_size(q.journal.path_of(seg))
-        if seg == q.journal.active and q.journal.map is not None:
-            size = q.journal.capacity  # preallocated; the used part is tracked separately
-        if real != size:
+        real = file_size(journal.path_of(seg))
+        if seg == active and mapped:
+            size = capacity  # preallocated; the used part is tracked separately
+        if real != size and seg not in unsealed:
             problems.append(f"segment {seg}: tracked {size} bytes, file has {real}")
-    mark = q.watermark()
-    stale = [s for s in sizes if s < mark[0] and s != q.journal.active]
-    if len(stale) > q.cfg.max_dump_backups and not q._state_dirty:
+    stale = [s for s in sizes if s < view.watermark[0] and s != active]
+    if len(stale) > view.max_dump_backups and not view.state_dirty:
         problems.append(f"resolved segments not deleted: {stale}")
     return problems
 
 
-def stats(q: WriteQueue) -> dict[str, Any]:
+def stats(view: QueueView, journal: Journal) -> dict[str, Any]:
     """Every counter of the write path, for health() and ``memory queue status``."""
-    with q._lock:
-        mem, vol, side = len(q._mem), len(q._volatile), len(q._side)
-        dropped = dict(q.dropped)
-        accepted = q.accepted
-        disk = q.journal.allocated
-        segs = len(q.journal.sizes)
-    pending = max(0, accepted - q.committed - q.dead_lettered - sum(dropped.values()))
+    pending = max(0, view.accepted - view.committed - view.dead_lettered - sum(view.dropped.values()))
+    in_memory = view.memory + view.volatile + view.retrying
     return {
-        "accepted": accepted, "committed": q.committed, "dead_lettered": q.dead_lettered,
-        "dropped": dropped, "pending": pending, "pending_memory": mem + vol + side,
-        "pending_disk": max(0, pending - mem - vol - side), "recovered": q.recovered,
-        "quarantined": q.quarantined, "disk_bytes": disk, "segments": segs,
-        "breaker_open": q.breaker.is_open, "consecutive_failures": q.breaker.failures,
-        "last_error": q.breaker.last_error, "slot": str(q.slot.path),
-        "lifetime": q.lifetime_totals(),
+        "accepted": view.accepted, "committed": view.committed, "dead_lettered": view.dead_lettered,
+        "dropped": dict(view.dropped), "pending": pending, "pending_memory": in_memory,
+        "pending_disk": max(0, pending - in_memory), "recovered": view.recovered,
+        "disk_bytes": journal.disk_bytes(), "journal_bytes": journal.total, "segments": len(journal.segments()),
+        "journal": "memory-only" if journal.memory_only else "ok",
+        "journal_problem": journal.reason or None,
     }

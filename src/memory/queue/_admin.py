@@ -15,8 +15,9 @@ from typing import Any
 from .._errors import StoreError
 from .._records import EVENT, FINISH, TURN
 from ..store import Store
-from ._deadletter import KIND_NAMES, DeadLetter
-from ._journal import DEAD_LETTER_FILE, LOCK_FILE, QUARANTINE_DIR, load_state
+from ._deadletter import KIND_NAMES, DeadLetter, record_key
+from ._journal import DEAD_LETTER_FILE, QUARANTINE_DIR
+from ._slot import LOCK_FILE, SlotState
 from ._segments import parse_segment_name
 
 
@@ -40,10 +41,11 @@ def inspect_queue(root: Path, dead_letter_max_bytes: int = 64 << 20) -> dict[str
     for slot in sorted(root.glob("slot-*")) if root.exists() else []:
         segs = [(s, (slot / n).stat().st_size) for n in os.listdir(slot)
                 if (s := parse_segment_name(n)) is not None]
-        state = load_state(slot)
+        state = SlotState.load(slot)
         slots.append({"slot": slot.name, "live": _is_live(slot), "segments": len(segs),
-                      "bytes": sum(b for _, b in segs), "watermark": state.get("watermark"),
-                      "lifetime": state.get("lifetime", {})})
+                      "bytes": sum(b for _, b in segs),
+                      "watermark": list(state.watermark) if state.watermark else None,
+                      "lifetime": state.lifetime})
     dl = DeadLetter(root / DEAD_LETTER_FILE, dead_letter_max_bytes)
     dead = list(dl.entries())
     qdir = root / QUARANTINE_DIR
@@ -62,35 +64,54 @@ def requeue(root: Path, store: Store) -> dict[str, int]:
 
     Entries that commit leave the file; the others stay with one more attempt recorded. The
     database is written directly (idempotent by primary key), so running this twice is safe.
+    The database calls run without the file lock; the file is then rewritten under it,
+    re-read, so entries a live service dead-lettered meanwhile are kept.
     """
     dl = DeadLetter(root / DEAD_LETTER_FILE, 1 << 62)
-    keep: list[dict[str, Any]] = []
-    done = 0
+    failed: dict[str, str] = {}
+    done: set[str] = set()
     with contextlib.suppress(StoreError):
         store.initialize()
-    for entry in dl.entries():
+    for entry in list(dl.entries()):
         row = tuple(entry["row"])
         kind = entry["kind"]
+        key = record_key(kind, row)
         try:
             missing = store.write_batch([row] if kind == EVENT else [], [row] if kind == TURN else [],
                                         [row] if kind == FINISH else [])
             if missing:
                 raise StoreError("turn not found")
-            done += 1
+            done.add(key)
         except StoreError as exc:
+            failed[key] = f"requeue: {exc}"
+
+    def decide(entry: dict[str, Any]) -> dict[str, Any] | None:
+        key = record_key(entry["kind"], entry["row"])
+        if key in done:
+            return None
+        if key in failed:
             entry["attempts"] = int(entry.get("attempts", 0)) + 1
-            entry["last_error"] = f"requeue: {exc}"
-            keep.append(entry)
-    dl.rewrite(keep)
-    return {"requeued": done, "remaining": len(keep)}
+            entry["last_error"] = failed[key]
+        return entry
+
+    remaining = dl.rewrite(decide) if dl.path.exists() else 0
+    return {"requeued": len(done), "remaining": remaining}
 
 
 def purge(root: Path) -> int:
+    """Delete every dead letter present now (under the file lock; nothing appended later is lost)."""
     dl = DeadLetter(root / DEAD_LETTER_FILE, 1 << 62)
-    n = sum(1 for _ in dl.entries())
-    if dl.path.exists():
-        dl.rewrite([])
-    return n
+    if not dl.path.exists():
+        return 0
+    removed = 0
+
+    def drop(entry: dict[str, Any]) -> None:
+        nonlocal removed
+        removed += 1
+        return None
+
+    dl.rewrite(drop)
+    return removed
 
 
 def describe(entry: dict[str, Any]) -> str:

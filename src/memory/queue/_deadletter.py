@@ -10,11 +10,12 @@ after a crash cannot duplicate a dead letter.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,20 +57,34 @@ class DeadLetter:
                     if isinstance(entry, dict) and entry["kind"] in KIND_NAMES and isinstance(entry["row"], list):
                         yield entry
 
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Exclusive access to the file across processes (a live service and ``memory dead-letter``)."""
+        with self._lock:
+            fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)
+
     def add(self, entry: dict[str, Any]) -> str:
         """Append an entry durably. Returns ``"written"``, ``"duplicate"`` or ``"full"``.
 
-        Raises ``OSError`` if the file cannot be written (the caller keeps the record).
+        Raises ``OSError`` if the file cannot be written (the caller keeps the record). Holds
+        the file lock, and measures the file under it: a requeue or purge by another process may
+        have rewritten it since.
         """
         key = record_key(entry["kind"], entry["row"])
         line = (json.dumps(entry, ensure_ascii=False, default=str) + "\n").encode("utf-8", "replace")
-        with self._lock:
+        with self.locked():
             if key in self.keys:
                 return "duplicate"
-            if self.size + len(line) > self.max_bytes:
-                return "full"
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
             try:
+                self.size = os.fstat(fd).st_size
+                if self.size + len(line) > self.max_bytes:
+                    return "full"
                 os.write(fd, line)
                 os.fsync(fd)  # the journal segment holding it may be deleted right after
             finally:
@@ -78,10 +93,13 @@ class DeadLetter:
             self.keys.add(key)
         return "written"
 
-    def rewrite(self, keep: list[dict[str, Any]]) -> None:
-        """Replace the file with ``keep`` (used by requeue/purge), atomically."""
+    def rewrite(self, decide: Callable[[dict[str, Any]], dict[str, Any] | None]) -> int:
+        """Rewrite the file atomically under the lock, keeping ``decide(entry)`` for each entry
+        (None drops it). Entries appended meanwhile by a live service are read here too, so
+        they are never lost. Returns how many entries were kept."""
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with self._lock:
+        with self.locked():
+            keep = [e for e in (decide(entry) for entry in self.entries()) if e is not None]
             with open(tmp, "w", encoding="utf-8") as fh:
                 for entry in keep:
                     fh.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
@@ -90,3 +108,4 @@ class DeadLetter:
             os.replace(tmp, self.path)
             self.keys = {record_key(e["kind"], e["row"]) for e in keep}
             self.size = self.path.stat().st_size
+        return len(keep)

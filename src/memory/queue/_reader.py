@@ -36,7 +36,11 @@ class SpillReader:
 
     def _next(self, seg: int, default: Pos | None) -> Pos | None:
         nxt = self.journal.next_segment(seg)
-        return (nxt, HEADER_LEN) if nxt is not None else default
+        return (nxt, self.journal.start_of(nxt)) if nxt is not None else default
+
+    def _head(self) -> Pos:
+        head = self.journal.head()
+        return (head[0], HEADER_LEN) if head[0] == self.journal.active else head
 
     def read(self, pos: Pos, first_mem: Pos | None, room: int) -> tuple[list[Item], Pos | None]:
         """Up to ``room`` records from ``pos``, stopping at the memory window (``first_mem``).
@@ -54,7 +58,7 @@ class SpillReader:
                 # Created by a run killed before it wrote the header: it never held a record.
                 log.info("removing empty queue segment %s left by an interrupted start", path.name)
                 self.journal.delete(seg)
-                return [], self._next(seg, (self.journal.active, HEADER_LEN))
+                return [], self._next(seg, self._head())
             if read_header(path) is None:
                 # A destroyed header costs only the header: the records behind it are still
                 # framed and checksummed, so they are read like any others.
@@ -75,7 +79,7 @@ class SpillReader:
             quarantine(self.root, path.name, source=path)
             self.quarantined += 1
             self.journal.delete(seg)
-            return [], self._next(seg, (self.journal.active, HEADER_LEN))
+            return [], self._next(seg, self._head())
         items: list[Item] = []
         for entry in found:
             if isinstance(entry, Damage):

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Callable
+
+from ._item import Item
 
 
 def backoff(attempt: int, base: float, cap: float, rand: Callable[[], float] = random.random) -> float:
@@ -48,3 +51,53 @@ class Breaker:
         wait = backoff(self.failures, self.base, self.cap, self._rand)
         self.retry_at = now + wait
         return wait
+
+
+class RetryList:
+    """Records the database rejected, each waiting for its own backoff (keyed by record identity).
+
+    Shared with readers (read-your-writes) and the watermark, so every method takes ``lock``.
+    A record here is resolved from the stream's point of view; its journal position still holds
+    the watermark back, so its segment is never deleted while it waits.
+    """
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock = lock
+        self._items: dict[str, Item] = {}
+
+    def relock(self, lock: threading.Lock) -> None:
+        """Share a new lock (a forked child replaces one a vanished thread may hold)."""
+        self._lock = lock
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def put(self, item: Item) -> None:
+        with self._lock:
+            self._items[item.key] = item
+
+    def remove(self, item: Item) -> None:
+        with self._lock:
+            self._items.pop(item.key, None)
+
+    def due(self, now: float, limit: int) -> list[Item]:
+        with self._lock:
+            due = [it for it in self._items.values() if it.next_at <= now]
+        due.sort(key=lambda it: it.next_at)
+        return due[:limit]
+
+    def next_due(self) -> float | None:
+        with self._lock:
+            return min((it.next_at for it in self._items.values()), default=None)
+
+    def items(self) -> list[Item]:
+        with self._lock:
+            return list(self._items.values())
+
+    def positions(self) -> list[tuple[int, int]]:
+        """Journal positions still held (memory-only records have none)."""
+        with self._lock:
+            return [it.pos for it in self._items.values() if it.seg >= 0]

@@ -11,8 +11,11 @@ Every record flows one way::
     retry list ─ max_retries permanent failures ─► dead-letter file
     low watermark passes a whole segment ─► state.json rewritten ─► segment deleted
 
-The memory window holds the newest ``max_in_memory`` unresolved records (they serve
-read-your-writes); older ones are read back from their segment ``spill_batch_size`` at a time.
+Each invariant lives in one module: the slot and its saved state in :mod:`._slot`, segments
+and disk accounting in :mod:`._journal`, the memory window in :mod:`._window`, retry timing in
+:mod:`._retry`, the counters in :mod:`._accounting`, the fsync cadence in :mod:`._sync`. This
+module only moves records between them.
+
 Transient failures never count against ``max_retries``: a database that is down for an hour
 must not turn an hour of records into dead letters. Only failures caused by the row itself
 (the database rejects it, or a single-row batch keeps breaking a healthy connection) count.
@@ -20,10 +23,7 @@ must not turn an hour of records into dead letters. Only failures caused by the 
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -34,13 +34,16 @@ from .._config import FailureQueueConfig
 from .._errors import StoreRejected, StoreUnavailable
 from .._records import EVENT, FINISH, TURN
 from ..store import Store
+from ._accounting import Ledger, QueueView, backlog_counts, check, stats
 from ._deadletter import DeadLetter
-from ._journal import DEAD_LETTER_FILE, DiskFull, Journal, Slot, atomic_write_json, load_state, quarantine
-from ._retry import Breaker, backoff
-from ._accounting import backlog_counts, check, stats
-from ._reader import SpillReader
 from ._item import Item, Pos, RateLimitedLog
+from ._journal import DEAD_LETTER_FILE, DiskFull, Journal, NullJournal, quarantine
+from ._reader import SpillReader
+from ._retry import Breaker, RetryList, backoff
 from ._segments import HEADER_LEN, encode
+from ._slot import Slot, SlotError, SlotState
+from ._sync import JournalSyncer
+from ._window import MemoryWindow
 
 log = logging.getLogger("memory.queue")
 
@@ -55,148 +58,190 @@ class WriteQueue:
         self.cfg, self.store, self.clock, self.wall = config, store, clock, wall
         self.warn = RateLimitedLog(log, warn_interval, clock)
         self.root = Path(config.path)
-        self.slot = Slot(self.root)
-        self._max_disk = int(config.max_disk_mb * 1024 * 1024)
-        self.journal = Journal(self.slot, int(config.max_dump_file_size_mb * 1024 * 1024), config.fsync,
-                               self._max_disk)
+        self.slot: Slot | None = None
+        self.state = SlotState()
+        self.journal: Journal = self._open_journal()
         self._lock = self.journal.lock  # one lock guards journal, memory window and counters
+        self.ledger = Ledger(self._lock)
+        self.window = MemoryWindow(config.max_in_memory)
+        self.volatile = MemoryWindow(config.max_in_memory)  # journal unusable/full: memory only
+        self.retry = RetryList(self._lock)
         self.dead = DeadLetter(self.root / DEAD_LETTER_FILE, int(config.dead_letter_max_mb * 1024 * 1024))
         self.breaker = Breaker(config.breaker_threshold, config.retry_base_delay_s, config.retry_max_delay_s)
-        self._mem: collections.deque[Item] = collections.deque()
-        self._volatile: collections.deque[Item] = collections.deque()  # journal failed: memory only
-        self._side: dict[str, Item] = {}  # permanent failures awaiting retry
         self._inflight: list[Item] = []
         self._inflight_next: Pos | None = None
-        self._inflight_mem_last = -1  # sequence number of the last memory item in the batch
-        self._seq = 0  # sequence number of memory-window items: trimming is a count, not a search
+        self._inflight_mem_last = self._inflight_vol_last = -1
         self._last_save = 0.0
         self._suspect = 0
-        self.accepted = self.committed = self.dead_lettered = self.recovered = 0
-        self.dropped: collections.Counter[str] = collections.Counter()
         self._quarantined_files = 0
-        # Records expected in each segment (appended by us, or counted in an earlier run's
-        # segment) and records the writer has taken from it. When the read position leaves a
-        # segment, any difference is records destroyed by corruption: counted, never silent.
-        self._expected: dict[int, int] = {}
-        self._seen: dict[int, int] = {}
         self.initialized = False
         self.closed = False
+        self._started_up = False
         self._state_dirty = True
         self._progress = threading.Condition()
         self._wake = threading.Event()
         self._idle = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        state = load_state(self.slot.path)
-        self.lifetime: dict[str, Any] = dict(state.get("lifetime") or {})
-        self._saved_counts: dict[int, int] = {}
-        self._saved_first: Pos | None = None  # the watermark the first segment's count starts at
-        with contextlib.suppress(AttributeError, TypeError, ValueError, KeyError, IndexError):
-            self._saved_first = (int(state["watermark"][0]), int(state["watermark"][1]))
-            self._saved_counts = {int(k): int(v) for k, v in (state.get("counts") or {}).items()}
-        self._pos = self._start_position(state.get("watermark"))
+        self._final_lock = threading.Lock()
+        self._writer_done = False
+        self._finalize_on_exit = False
+        self._finalized = False
+        self.lifetime: dict[str, Any] = dict(self.state.lifetime)
+        self._pos = self._start_position(self.state.watermark)
         self.reader = SpillReader(self.journal, self.root, self.warn)
+        self.syncer = JournalSyncer(self.journal, config.fsync_interval_ms / 1000) \
+            if config.fsync == "interval" and not self.journal.memory_only else None
         for path in self.journal.unknown:
             if quarantine(self.root, path.name, source=path):
                 self._quarantined_files += 1
                 self.warn.warning("unknown", "moved unknown file %s from the queue folder to quarantine", path.name)
+
+    # -- start-up ----------------------------------------------------------------------------------
+    def _open_journal(self) -> Journal:
+        """Claim a slot and open its journal; if the folder cannot be used, run memory-only."""
+        try:
+            self.slot = Slot.claim(self.root)
+        except SlotError as exc:
+            return self._memory_only(str(exc))
+        try:
+            self.state = SlotState.load(self.slot.path)
+            journal = Journal(self.slot, self.state, int(self.cfg.max_dump_file_size_mb * 1024 * 1024),
+                              self.cfg.fsync, int(self.cfg.max_disk_mb * 1024 * 1024))
+
+            def save_intent() -> None:
+                self.state.next_segment = journal.next_id
+                self.state.starts = dict(journal.starts)
+                self.state.save(self.slot.path)  # type: ignore[union-attr]
+
+            journal.adopt_orphans(self.state, save_intent)
+            return journal
+        except OSError as exc:
+            self.slot.release()
+            self.slot = None
+            return self._memory_only(f"cannot open the journal in {self.root}: {exc}")
+
+    def _memory_only(self, reason: str) -> Journal:
+        log.warning("failure queue runs memory-only (records survive outages but not a crash): %s", reason)
+        return NullJournal(reason)
+
+    def _start_position(self, mark: Pos | None) -> Pos:
+        journal = self.journal
+        segs = journal.segments()
+        if mark is not None:
+            for seg in segs:
+                # Resolved before the last stop. Segment ids only grow, above every saved
+                # watermark, so nothing written (or adopted) since can sit below it.
+                if seg < mark[0]:
+                    journal.delete(seg)
+            segs = journal.segments()
+            if segs and segs[0] == mark[0]:
+                journal.starts[mark[0]] = max(journal.start_of(mark[0]), mark[1])
+        return (segs[0], journal.start_of(segs[0])) if segs else (journal.next_id, HEADER_LEN)
+
+    def _start_up(self) -> None:
+        """Writer-thread start-up work (never in the constructor): trim crashed runs' preallocated
+        tails, load the dead-letter ids, count the backlog so accepted/pending are exact."""
+        self.journal.trim_unsealed()
+        self.dead.load()
+        journal = self.journal
+        earlier = [s for s in journal.segments() if s < journal.first_new]
+        saved = dict(self.state.counts)
+        saved.update({s: n for s, n in journal.adopted.items() if n is not None})
+        self.ledger.add_backlog(backlog_counts(journal, self._pos, saved, earlier))
+        self._started_up = True
 
     @property
     def quarantined(self) -> int:
         """Damaged ranges and unknown files moved to the quarantine folder by this run."""
         return self._quarantined_files + self.reader.quarantined
 
-    # -- start-up ----------------------------------------------------------------------------------
-    def _start_position(self, watermark: Any) -> Pos:
-        segs = self.journal.segments()
-        mark: Pos | None = None
-        if isinstance(watermark, list) and len(watermark) == 2 and all(isinstance(v, int) for v in watermark):
-            mark = (watermark[0], watermark[1])
-        if mark is not None:
-            for seg in segs:
-                if seg < mark[0] and seg < self.journal.first_new:
-                    self.journal.delete(seg)  # fully resolved before the last stop
-            segs = self.journal.segments()
-            if segs and segs[0] == mark[0]:
-                return (mark[0], max(mark[1], HEADER_LEN))
-        return (segs[0], HEADER_LEN) if segs else (self.journal.first_new, HEADER_LEN)
+    @property
+    def committed(self) -> int:
+        return self.ledger.committed
 
-    def _count_backlog(self) -> None:
-        """Count the records earlier runs left, so accepted/pending are exact from the start.
-
-        Runs on the writer thread before the first batch (never in the constructor). Damage is
-        not reported here; the replay that follows quarantines it as it reads.
-        """
-        per_segment = backlog_counts(self.journal, self._pos, self._saved_counts, self._saved_first)
-        for seg, valid in per_segment.items():
-            self._expected[seg] = self._expected.get(seg, 0) + valid
-        n = sum(per_segment.values())
-        self.recovered += n
-        with self._lock:
-            self.accepted += n
+    @property
+    def dead_lettered(self) -> int:
+        return self.ledger.dead_lettered
 
     # -- hot path ----------------------------------------------------------------------------------
     def submit(self, kind: int, row: tuple[Any, ...]) -> None:
         """Accept one record. Never raises, never blocks on the database."""
+        ledger = self.ledger
         try:
             data, row = encode(kind, row)
         except Exception as exc:  # noqa: BLE001 - the fail-open promise outranks everything
             with self._lock:
-                self.accepted += 1
-                self.dropped["unencodable"] += 1
+                ledger.accepted += 1
+                ledger.dropped["unencodable"] += 1
             self.warn.warning("encode", "dropped a record that could not be encoded: %s", exc)
             return
         with self._lock:
-            self.accepted += 1
+            ledger.accepted += 1
             if self.closed:
-                self.dropped["closed"] += 1
-                drop = "closed"
+                ledger.dropped["closed"] += 1
+                outcome, err = "closed", None
             else:
                 try:
                     seg, start, end = self.journal.append(data)
-                except DiskFull:
-                    self.dropped["disk_full"] += 1
-                    drop = "disk_full"
+                except DiskFull as exc:
+                    outcome, err = self._hold(kind, row, "disk_full"), exc
                 except OSError as exc:
-                    return self._journal_failed(kind, row, exc)
+                    outcome, err = self._hold(kind, row, "journal_error"), exc
                 else:
                     if self._idle:
                         self._idle = False
                         self._wake.set()  # only on the idle → busy transition, not per append
-                    mem = self._mem
-                    exp = self._expected
+                    exp = ledger.expected
                     exp[seg] = exp.get(seg, 0) + 1
-                    self._seq += 1
-                    mem.append(Item(seg, start, end, kind, row, self._seq))
-                    if len(mem) > self.cfg.max_in_memory:
-                        mem.popleft()  # still on disk: the writer reads it back from its segment
+                    self.window.append(Item(seg, start, end, kind, row))
                     return None
-        if drop == "closed":
-            self.warn.warning("closed", "record appended after close() was dropped")
-        else:
-            self.warn.warning("disk_full", "queue folder reached max_disk_mb=%s; record dropped", self.cfg.max_disk_mb)
+        self._explain(outcome, err)
         return None
 
-    def _journal_failed(self, kind: int, row: tuple[Any, ...], exc: OSError) -> None:
-        # Called with the lock held. The record can still reach the database from memory.
-        if len(self._volatile) < self.cfg.max_in_memory:
-            self._volatile.append(Item(-1, 0, 0, kind, row))
+    def _hold(self, kind: int, row: tuple[Any, ...], reason: str) -> str:
+        # Called with the lock held. The record can still reach the database from memory; only
+        # when memory is full too is it dropped (counted by reason).
+        if len(self.volatile) < self.cfg.max_in_memory:
+            self.volatile.append(Item(-1, 0, 0, kind, row))
             if self._idle:
                 self._idle = False
                 self._wake.set()
+            return "held:" + reason
+        self.ledger.dropped[reason] += 1
+        return reason
+
+    def _explain(self, outcome: str, err: Exception | None) -> None:
+        if outcome == "closed":
+            self.warn.warning("closed", "record appended after close() was dropped")
+        elif outcome == "held:disk_full":
+            self.warn.warning("disk_full_held", "queue folder reached max_disk_mb=%s; holding new records in memory "
+                              "until the backlog drains", self.cfg.max_disk_mb)
+        elif outcome == "disk_full":
+            self.warn.warning("disk_full", "queue folder reached max_disk_mb=%s and memory is full; record dropped",
+                              self.cfg.max_disk_mb)
+        elif outcome == "held:journal_error":
+            self.warn.warning("journal", "journal write failed (%s); holding records in memory only", err)
         else:
-            self.dropped["journal_error"] += 1
-        self.warn.warning("journal", "journal write failed (%s); holding records in memory only", exc)
+            self.warn.warning("journal_drop", "journal write failed (%s) and memory is full; record dropped", err)
 
     # -- reads (L1) --------------------------------------------------------------------------------
     def pending_items(self) -> list[Item]:
-        """Unresolved records held in memory, oldest first (for read-your-writes)."""
+        """Unresolved records held in memory, oldest first (for read-your-writes).
+
+        Only references are copied under the lock (a few dozen); the list is built outside it,
+        so a read never holds up appends for longer than that.
+        """
         with self._lock:
-            items = list(self._volatile) + list(self._side.values()) + list(self._inflight) + list(self._mem)
-        return items
+            vol = self.volatile.snapshot()
+            inflight = self._inflight
+            mem = self.window.snapshot()
+        return [*vol, *self.retry.items(), *inflight, *mem]
 
     # -- writer thread -------------------------------------------------------------------------------
     def start(self) -> None:
+        if self.syncer is not None and self.syncer._thread is None:
+            self.syncer.start()
         self._thread = threading.Thread(target=self._run, name="memory-writer", daemon=True)
         self._thread.start()
 
@@ -210,6 +255,11 @@ class WriteQueue:
             if wait > 0:
                 self._wake.wait(wait)
                 self._wake.clear()
+        with self._final_lock:
+            self._writer_done = True
+            final = self._finalize_on_exit
+        if final:  # close() gave up waiting for us: the last word on the slot is ours
+            self._finalize()
 
     def wake(self) -> None:
         self._wake.set()
@@ -227,17 +277,17 @@ class WriteQueue:
 
     def loop_once(self, now: float) -> float:
         """One writer iteration. Returns how long to sleep before the next one."""
-        if self.cfg.fsync == "interval" and now - self.journal.last_sync >= self.cfg.fsync_interval_ms / 1000:
-            self.journal.sync()
+        if self.cfg.fsync == "interval" and self.syncer is None and not self.journal.memory_only \
+                and now - self.journal.last_sync >= self.cfg.fsync_interval_ms / 1000:
+            self.journal.sync()  # stepped by hand (tests): no sync thread
         self.journal.release_pages()
+        if not self._started_up:
+            self._start_up()
         if not self.breaker.allow(now):
             return self.breaker.retry_at - now
-        if not self.dead.loaded:
-            self.dead.load()
-            self._count_backlog()
         if not self.initialized and not self.initialize(now):
             return max(self.breaker.retry_at - now, 0.001)
-        worked = self._retry_side(now)
+        worked = self._retry_due(now)
         if self._inflight or self._fill_inflight():
             worked = True
             if not self._write_inflight(now):
@@ -247,13 +297,14 @@ class WriteQueue:
             self._progress.notify_all()
         if worked:
             return 0.0
-        return self._next_side_due(now)
+        return self._next_due(now)
 
-    def _next_side_due(self, now: float) -> float:
+    def _next_due(self, now: float) -> float:
         interval = self.cfg.flush_interval_ms / 1000
+        nxt = self.retry.next_due()
+        due = now + interval if nxt is None else nxt
         with self._lock:
-            due = min((it.next_at for it in self._side.values()), default=now + interval)
-            quiet = (not self._mem and not self._side and not self._volatile and not self._state_dirty
+            quiet = (not self.window and not self.retry and not self.volatile and not self._state_dirty
                      and not self.journal.dirty and self._at_head(self._pos))
             if quiet:
                 # Nothing at all to do: sleep until an append wakes us (no polling while idle).
@@ -265,25 +316,23 @@ class WriteQueue:
     def _fill_inflight(self) -> bool:
         """Take the next batch: memory-only records first, then the stream from the read position."""
         size = self.cfg.batch_size
+        next_pos: Pos | None = None
+        mem_last = -1
         with self._lock:
-            batch = list(self._volatile)[:size]
-            mem = self._mem
-            while mem and mem[0].pos < self._pos:
-                mem.popleft()  # already written (a trim cut short); never let it stall the stream
-            if mem and mem[0].pos == self._pos and len(batch) < size:
-                n = min(size - len(batch), len(mem))
-                taken = [mem[i] for i in range(n)]
+            batch = self.volatile.take(size)
+            vol_last = batch[-1].n if batch else -1
+            self.window.drop_before(self._pos)  # already written (a trim cut short): never stall
+            first = self.window.first()
+            if first is not None and first.pos == self._pos and len(batch) < size:
+                taken = self.window.take(size - len(batch))
                 batch += taken
-                next_pos: Pos | None = (taken[-1].seg, taken[-1].end) if taken else None
-                self._inflight_mem_last = taken[-1].n if taken else -1
-            else:
-                next_pos = None
-                self._inflight_mem_last = -1
-            first_mem = mem[0].pos if mem else None
+                next_pos, mem_last = (taken[-1].seg, taken[-1].end), taken[-1].n
+            first_mem = first.pos if first is not None else None
         if next_pos is None and len(batch) < size:
             read, next_pos = self._read_disk(first_mem, size - len(batch))
             batch += read
         self._inflight, self._inflight_next = batch, next_pos
+        self._inflight_mem_last, self._inflight_vol_last = mem_last, vol_last
         return bool(batch) or (next_pos is not None and next_pos != self._pos)
 
     def _read_disk(self, first_mem: Pos | None, room: int) -> tuple[list[Item], Pos | None]:
@@ -316,7 +365,7 @@ class WriteQueue:
             for it in todo:
                 if it.key in dead_keys:  # dead-lettered by an earlier run: do not try it again
                     it.done = True
-                    self.dead_lettered += 1
+                    self.ledger.dead_lettered += 1
             todo = [it for it in todo if not it.done]
         if todo:
             status, exc, missing = self._attempt(todo)
@@ -351,7 +400,7 @@ class WriteQueue:
                 return True
         wait = self.breaker.failure(now, str(exc))
         self.warn.warning("db", "database write failed (%s); %d records waiting, retry in %.1fs",
-                          exc, self.pending_count(), wait)
+                          exc, self.ledger.pending(), wait)
         return False
 
     def _isolate(self, items: list[Item], exc: Exception | None, now: float) -> None:
@@ -379,7 +428,8 @@ class WriteQueue:
             elif not it.done:
                 it.done = True
                 n += 1
-        self.committed += n
+        with self._lock:
+            self.ledger.committed += n
         self._state_dirty = True
 
     def _failed(self, it: Item, exc: Exception | None, now: float, reason: str) -> None:
@@ -394,8 +444,7 @@ class WriteQueue:
             self._dead_letter(it, reason)
             return
         it.next_at = now + backoff(it.attempts, self.cfg.retry_base_delay_s, self.cfg.retry_max_delay_s)
-        with self._lock:
-            self._side[it.key] = it
+        self.retry.put(it)
 
     def _dead_letter(self, it: Item, reason: str) -> None:
         entry = {"kind": it.kind, "row": list(it.row), "reason": reason, "attempts": it.attempts,
@@ -406,87 +455,61 @@ class WriteQueue:
             outcome = self.dead.add(entry)
         except OSError as exc:
             it.next_at = self.clock() + self.cfg.retry_max_delay_s
-            with self._lock:
-                self._side[it.key] = it  # keep it: it may only leave the journal once it is safe
+            self.retry.put(it)  # keep it: it may only leave the journal once it is safe
             self.warn.warning("deadletter", "cannot write the dead-letter file (%s); will retry", exc)
             return
+        self.retry.remove(it)
         with self._lock:
-            self._side.pop(it.key, None)
             if outcome == "full":
-                self.dropped["dead_letter_full"] += 1
+                self.ledger.dropped["dead_letter_full"] += 1
             else:
-                self.dead_lettered += 1
+                self.ledger.dead_lettered += 1
         self._state_dirty = True
         log.warning("record %s dead-lettered after %d attempts: %s", it.key, it.attempts, it.last_error)
 
-    def _retry_side(self, now: float) -> bool:
-        with self._lock:
-            due = [it for it in self._side.values() if it.next_at <= now]
-        for it in due[: self.cfg.batch_size]:
+    def _retry_due(self, now: float) -> bool:
+        due = self.retry.due(now, self.cfg.batch_size)
+        for it in due:
             status, exc, missing = self._attempt([it])
             if status == "transient":
                 self.breaker.failure(now, str(exc))
                 return True
-            with self._lock:
-                self._side.pop(it.key, None)
+            self.retry.remove(it)
             if status == "ok" and not missing:
                 it.done = True
-                self.committed += 1
+                with self._lock:
+                    self.ledger.committed += 1
                 self._state_dirty = True
             else:
                 self._failed(it, exc, now, "rejected" if status == "permanent" else "turn not found")
         return bool(due)
 
     def _advance(self) -> None:
-        """The in-flight batch is resolved: move the read position and trim the memory window."""
-        batch, nxt, last = self._inflight, self._inflight_next, self._inflight_mem_last
-        self._inflight, self._inflight_next, self._inflight_mem_last = [], None, -1
-        mem = self._mem
+        """The in-flight batch is resolved: move the read position and trim the memory windows."""
+        batch, nxt = self._inflight, self._inflight_next
+        mem_last, vol_last = self._inflight_mem_last, self._inflight_vol_last
+        self._inflight, self._inflight_next = [], None
+        self._inflight_mem_last = self._inflight_vol_last = -1
         with self._lock:
-            if batch and batch[0].seg == -1:
-                vol = self._volatile
-                while vol and vol[0].done:
-                    vol.popleft()
+            # One locked step each, by sequence number: a concurrent append that evicts from the
+            # same end can never make this drop a record that is still pending.
+            if vol_last >= 0:
+                self.volatile.trim_through(vol_last)
             if nxt is not None:
                 self._pos = nxt
-            todo = last - mem[0].n + 1 if mem and last >= 0 else 0
-        self._count_seen(batch)
-        # The batch's memory items are a prefix of the window (evictions also leave from the
-        # left), so trimming is a count. Done in small locked steps so appends never wait long.
-        pop = mem.popleft
-        while todo > 0:
-            with self._lock:
-                step = min(todo, 512, len(mem))
-                for _ in range(step):
-                    pop()
-            todo = todo - step if step else 0
+            if mem_last >= 0:
+                self.window.trim_through(mem_last)
+        self.ledger.saw(batch)
+        for seg, lost in self.ledger.passed(self._pos).items():
+            self.warn.warning("corrupt-loss", "%d records in queue segment %d were destroyed by corruption "
+                              "(quarantined)", lost, seg)
         self._state_dirty = True
-
-    def _count_seen(self, batch: list[Item]) -> None:
-        seen = self._seen
-        if batch and batch[0].seg == batch[-1].seg >= 0:
-            seen[batch[0].seg] = seen.get(batch[0].seg, 0) + len(batch)  # the common case, O(1)
-        else:
-            for it in batch:
-                if it.seg >= 0:
-                    seen[it.seg] = seen.get(it.seg, 0) + 1
-        with self._lock:  # submit() adds segments to _expected concurrently
-            passed = [s for s in self._expected if s < self._pos[0]]
-        for seg in passed:
-            with self._lock:
-                lost = self._expected.pop(seg, 0) - self._seen.pop(seg, 0)
-                if lost > 0:
-                    self.dropped["corrupt"] += lost
-                    self._state_dirty = True
-            if lost > 0:
-                self.warn.warning("corrupt-loss", "%d records in queue segment %d were destroyed by corruption "
-                                  "(quarantined)", lost, seg)
 
     # -- housekeeping ------------------------------------------------------------------------------------
     def watermark(self) -> Pos:
         """Oldest position not yet committed or dead-lettered; everything before it is resolved."""
+        side = self.retry.positions()
         with self._lock:
-            side = [it.pos for it in self._side.values() if it.seg >= 0]
             pos = self._pos
         return min([pos, *side])
 
@@ -494,12 +517,18 @@ class WriteQueue:
         # state.json only lets a restart skip what is already resolved, so saving it (and the
         # segment deletions that must follow a save) a few times a second is plenty.
         now = self.clock()
-        if not self._state_dirty or (not force and now - self._last_save < 0.25):
+        if not self._state_dirty or (not force and now - self._last_save < 0.25) or self.slot is None:
             return
         self._last_save = now
         mark = self.watermark()
         self._save_state(mark)
-        resolved = [s for s in self.journal.segments() if s < mark[0] and s != self.journal.active]
+        journal = self.journal
+        with journal.lock:
+            sizes = dict(journal.sizes)
+        # Fully resolved: below the watermark, or the watermark's own segment once sealed and
+        # read to its end (a clean stop leaves an empty slot).
+        resolved = [s for s in sorted(sizes) if (s < mark[0] or (s == mark[0] and mark[1] >= sizes[s]))
+                    and journal.live_end(s) is None]
         keep = self.cfg.max_dump_backups
         for seg in resolved[: len(resolved) - keep] if keep else resolved:
             self.journal.delete(seg)
@@ -514,49 +543,56 @@ class WriteQueue:
         base = self.lifetime
         dropped = dict(base.get("dropped") or {})
         with self._lock:
-            for reason, n in self.dropped.items():
+            for reason, n in self.ledger.dropped.items():
                 dropped[reason] = int(dropped.get(reason, 0)) + n
-        return {"committed": int(base.get("committed", 0)) + self.committed,
-                "dead_lettered": int(base.get("dead_lettered", 0)) + self.dead_lettered,
+            committed, dead = self.ledger.committed, self.ledger.dead_lettered
+        return {"committed": int(base.get("committed", 0)) + committed,
+                "dead_lettered": int(base.get("dead_lettered", 0)) + dead,
                 "quarantined": int(base.get("quarantined", 0)) + self.quarantined,
                 "dropped": dropped, "runs": int(base.get("runs", 0)) + 1}
 
     def _save_state(self, mark: Pos) -> None:
-        active = self.journal.active
-        with self._lock:  # record counts of sealed, unresolved segments: a restart need not rescan them
-            counts = {str(seg): n for seg, n in self._expected.items() if seg > mark[0] and seg != active}
-            if mark == self._pos and mark[0] in self._expected and mark[0] != active:
-                # The watermark's own segment: what is left past the watermark (nothing before it
-                # is pending, and the stream took those records in order).
-                counts[str(mark[0])] = self._expected[mark[0]] - self._seen.get(mark[0], 0)
-        state = {"watermark": list(mark), "pid": os.getpid(), "saved_at": self.wall(),
-                 "lifetime": self.lifetime_totals(), "counts": counts}
+        journal = self.journal
+        active = journal.active
+        # Counts of sealed, unresolved segments (relative to their resume offsets): a restart
+        # need not rescan them.
+        counts = self.ledger.sealed_counts(after=mark[0], active=active)
+        if mark == self._pos and mark[0] != active:
+            rem = self.ledger.remaining(mark[0])
+            if rem is not None:
+                counts[mark[0]] = rem  # the watermark's segment: what is left past it
+        with self._lock:
+            starts = {s: o for s, o in journal.starts.items() if s > mark[0] and s in journal.sizes}
+            nxt = journal.next_id
+        starts[mark[0]] = max(journal.start_of(mark[0]), mark[1])
+        state = SlotState(watermark=mark, next_segment=max(nxt, mark[0] + 1), starts=starts, counts=counts,
+                          lifetime=self.lifetime_totals())
         try:
-            atomic_write_json(self.slot.path / "state.json", state)
+            state.save(self.slot.path)  # type: ignore[union-attr]
         except OSError as exc:
             self.warn.warning("state", "cannot save queue state (%s); a restart will replay more", exc)
 
     # -- flush / close / health ----------------------------------------------------------------------------
     def pending_count(self) -> int:
-        with self._lock:
-            return max(0, self.accepted - self.committed - self.dead_lettered - sum(self.dropped.values()))
+        return self.ledger.pending()
 
     def drained(self, target: Pos) -> bool:
+        if self.retry:
+            return False
         with self._lock:
-            if self._volatile or self._side or self._inflight:
+            if self.volatile or self._inflight:
                 return False
             pos = self._pos
-            mem_empty = not self._mem
-        return pos >= target or (mem_empty and self._at_head(pos))
+            at_head = not self.window and self._at_head(pos)
+        return pos >= target or at_head
 
     def _at_head(self, pos: Pos) -> bool:
-        active = self.journal.active
-        return pos >= (active, self.journal.sizes.get(active, HEADER_LEN))
+        return pos >= self.journal.head_unlocked()  # caller holds the lock
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything accepted before this call is committed or dead-lettered."""
         with self._lock:
-            target: Pos = (self.journal.active, self.journal.sizes.get(self.journal.active, HEADER_LEN))
+            target = self.journal.head_unlocked()
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.drained(target):
             if self._thread is None or not self._thread.is_alive():
@@ -575,23 +611,72 @@ class WriteQueue:
             self.closed = True
         self._stop.set()
         self.wake()
-        if self._thread is not None:
-            self._thread.join(timeout=max(0.1, min(5.0, timeout or 5.0)))
-        with contextlib.suppress(Exception):
+        if self.syncer is not None:
+            self.syncer.shutdown()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=max(0.1, min(5.0, timeout or 5.0)))
+        with self._final_lock:
+            if thread is not None and not self._writer_done:
+                # The writer is stuck in a database call. Releasing the slot now would let a
+                # new process claim it while this writer may still rewrite its state.json: the
+                # writer finishes the job itself when the call returns.
+                self._finalize_on_exit = True
+                self.warn.warning("close", "close(): the writer is still busy; it releases the queue slot "
+                                  "when its database call returns")
+                return False
+        self._finalize()
+        return ok
+
+    def _finalize(self) -> None:
+        if self._finalized:
+            return
+        self._finalized = True
+        self.journal.close()  # sealed first, so a fully resolved last segment can go too
+        try:
             self._state_dirty = True
             self._housekeeping(force=True)
-        self.journal.close()
-        self.slot.release()
-        return ok
+        except Exception as exc:  # noqa: BLE001 - closing must finish
+            log.warning("close: cannot save queue state: %s", exc)
+        if self.slot is not None:
+            self.slot.release()
+
+    def abandon(self) -> None:
+        """Drop this queue without touching its files (in a forked child; or to model kill -9).
+
+        Takes no lock: in a forked child a lock may be held by a thread that no longer exists.
+        """
+        self.closed = True
+        self._finalized = True
+        self._stop.set()
+        lock = threading.Lock()  # appends after this (dropped as "closed") must not deadlock
+        self._lock = self.journal.lock = self.ledger.lock = lock
+        self.retry.relock(lock)
+        self.journal.abandon()
+        if self.slot is not None:
+            self.slot.abandon()
+
+    def view(self) -> QueueView:
+        side = len(self.retry)
+        mark = self.watermark()
+        with self._lock:
+            led = self.ledger
+            return QueueView(led.accepted, led.committed, led.dead_lettered, led.recovered, dict(led.dropped),
+                             len(self.window), len(self.volatile), side, self._pos, mark, self.cfg.max_in_memory,
+                             self.cfg.max_dump_backups, self._state_dirty)
 
     def check(self) -> list[str]:
         """Reconcile counters with what is really held; call when idle (after flush or close)."""
-        return check(self)
+        return check(self.view(), self.journal)
 
     def stats(self) -> dict[str, Any]:
-        return stats(self)
+        out = stats(self.view(), self.journal)
+        out.update({"quarantined": self.quarantined, "breaker_open": self.breaker.is_open,
+                    "consecutive_failures": self.breaker.failures, "last_error": self.breaker.last_error,
+                    "slot": str(self.slot.path) if self.slot is not None else None,
+                    "lifetime": self.lifetime_totals()})
+        return out
 
 
 class _Interrupted(Exception):
     """A transient failure in the middle of isolating a batch; resume after backoff."""
-
