@@ -424,18 +424,27 @@ class SqlStore(Store):
                            f"WHERE {self.quote('key')}={self.param}", (key,))
         return dict(zip(cols, rows[0])) if rows else None
 
-    def search_knowledge(self, words: Sequence[str], limit: int) -> list[dict[str, Any]]:
-        """Notes whose title, tags or content contain every word (case-insensitive)."""
-        cols = self.NOTE_COLS["knowledge"]
-        where = " AND ".join(
-            f"(LOWER(title) LIKE {self.param} OR LOWER(content) LIKE {self.param} OR LOWER(tags) LIKE {self.param})"
-            for _ in words) or "1=1"
+    SEARCH_COLS = ("key", "path", "title", "tags", "content")
+
+    def search_knowledge(self, patterns: Sequence[tuple[str, str]], escape: str = "!") -> list[dict[str, Any]]:
+        """Candidate rows (``SEARCH_COLS``) for a keyword search: for every ``(text, tags)`` pair,
+        title or content ``LIKE text`` or tags ``LIKE tags`` (``escape`` escapes ``%``/``_``).
+
+        A pre-filter only: the caller tests and ranks the candidates exactly (see
+        ``memory.vault._search``), so there is deliberately no ORDER BY / LIMIT here — cutting
+        before the exact ranking would drop the best matches.
+        """
+        if len(escape) != 1 or escape in "'\\%_":
+            raise ValueError(f"unusable LIKE escape character {escape!r}")
+        p = self.param
+        like = f"LIKE {p} ESCAPE '{escape}'"
+        where = " AND ".join(f"(title {like} OR content {like} OR tags {like})" for _ in patterns) or "1=1"
         params: list[str] = []
-        for w in words:
-            like = f"%{w.lower()}%"
-            params += [like, like, like]
-        rows = self._fetch(f"SELECT {', '.join(self.quote(c) for c in cols)} FROM knowledge WHERE {where} "
-                           f"ORDER BY {self.quote('key')} LIMIT {int(limit) * 5}", tuple(params))
+        for text_pattern, tags_pattern in patterns:
+            params += [text_pattern, text_pattern, tags_pattern]
+        cols = self.SEARCH_COLS
+        rows = self._fetch(f"SELECT {', '.join(self.quote(c) for c in cols)} FROM knowledge WHERE {where}",
+                           tuple(params))
         return [dict(zip(cols, r)) for r in rows]
 
     def quote(self, name: str) -> str:

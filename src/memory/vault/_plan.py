@@ -13,13 +13,19 @@ from collections.abc import Mapping
 
 @dataclasses.dataclass(frozen=True)
 class FileState:
-    """A file as the scanner saw it. ``digest`` is None when it could not be read (``error``)."""
+    """A file as the scanner saw it. ``digest`` is None when it could not be read (``error``).
+
+    ``racy``: the file was hashed so soon after its last modification that a later change in
+    the same timestamp tick would keep (mtime, size); its digest must not be trusted through
+    the shortcut next time (see :func:`memory.vault._scan.is_racy`).
+    """
 
     path: str
     mtime_ns: int
     size: int
     digest: str | None
     error: str | None = None
+    racy: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,19 +1,23 @@
 """The Markdown vault: files are the truth, the database holds a synced, queryable copy.
 
-* Reads come from the files, so they work while the database is down.
+* Reads come from the files, so they work while the database is down. Nothing outside the
+  vault root is ever read: every open goes component by component with ``O_NOFOLLOW``
+  (:mod:`._fs`), and symbolic links below the root are reported and skipped, never followed.
 * ``sync()`` snapshots the files, asks the pure planner what changed and applies it to the
   database and ``metadata.json``. With ``reconcile=True`` (start-up, ``memory vault sync``) the
   last synced state is read from the database itself, so a lost or corrupt ``metadata.json``
   (only a cache of digests and mtimes) is simply rebuilt.
-* Service writes are atomic (temporary file in the same folder, fsync, ``os.replace``) and
-  compare-and-swap on the digest the vault last saw: if a human changed the file since, the
-  service's version goes to ``<name>.md.conflict-<time>`` next to it and the human's file is
-  left alone.
+* A row the database rejects does not stop the others: the batch is split until the bad row
+  stands alone, and that note is reported (``problems()``, ``check()``) and searched from its
+  file. It is retried when the file changes or at the next reconcile (start-up, ``memory vault
+  sync``) — not on every watcher sync, which would re-split the batch every few seconds.
+* Service writes compare-and-swap on the digest the vault last synced (:mod:`._swap`): if a
+  human changed the file since — even in the microseconds between the check and the rename —
+  the human's version stays and the service's goes to ``<name>.md.conflict-<time>``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -24,15 +28,18 @@ from pathlib import Path
 from typing import Any
 
 from .._config import VaultConfig
-from .._errors import StoreError
+from .._errors import InvalidKeyError, StoreError
 from ..store import SqlStore
-from ._layout import (CONFIG_DIR, CONFLICT_MARK, KNOWLEDGE_DIR, METADATA_FILE, config_path, is_note_path, key_of,
-                      knowledge_path, user_key)
+from ._fs import Refused, read_at, read_note, walk, write_root_file
+from ._layout import KNOWLEDGE_DIR, METADATA_FILE, config_path, is_note_path, key_of, knowledge_path, user_key
 from ._parse import Parsed, parse, render
 from ._plan import FileState, Known, Plan, plan
-from ._scan import digest_of, note_paths, snapshot
+from ._scan import Snapshot, digest_of, snapshot
+from ._search import ESCAPE, like_patterns, rank, score, score_note, words_of
+from ._swap import cas_delete, cas_write
 
 log = logging.getLogger("memory.vault")
+MAX_TITLE_BYTES = 65_535  # the title column is TEXT: 64 KB on MySQL (SQLite does not check)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +68,7 @@ class SyncReport:
     moved: int
     deleted: int
     unchanged: int
-    invalid: tuple[tuple[str, str], ...]
+    invalid: tuple[tuple[str, str], ...]  # (path, why): not read, or not stored in the database
     database_ok: bool
     seconds: float
 
@@ -73,6 +80,15 @@ def _decode(data: bytes) -> tuple[str, str | None]:
         return data.decode("utf-8", "replace"), f"not valid UTF-8 (byte {exc.start}); decoded with replacement"
 
 
+def _binary(data: bytes) -> bool:
+    return b"\x00" in data[:8192]
+
+
+def _inside(rel: object) -> bool:
+    """A relative path that names something below the vault root (for paths read from caches)."""
+    return isinstance(rel, str) and bool(rel) and not rel.startswith("/") and ".." not in rel.split("/")
+
+
 class Vault:
     def __init__(self, config: VaultConfig, store: SqlStore | None) -> None:
         self.root = config.root_path
@@ -81,10 +97,14 @@ class Vault:
         self.lock = threading.RLock()
         self._known: dict[str, Known] = {}
         self._problems: dict[str, str] = {}  # path -> why it is invalid (still indexed if readable)
+        self._folders: dict[str, str] = {}  # folder -> why its entries could not be seen (last sync)
+        self._unreadable: set[str] = set()  # notes present but not read at the last sync
+        self._not_in_db: set[str] = set()  # readable notes the database does not hold (rejected)
         self._conflicts: set[str] = set()
         self._loaded = False
         self.db_pending = True  # the database has not yet caught up with the files
         self.last_sync: SyncReport | None = None
+        self._root_texts = tuple(dict.fromkeys(str(r).rstrip("/") + "/" for r in (self.root, self.root.resolve())))
 
     # -- metadata.json (a cache) ---------------------------------------------------------------------
     def _load(self) -> None:
@@ -92,18 +112,20 @@ class Vault:
             return
         self._loaded = True
         try:
-            data = json.loads((self.root / METADATA_FILE).read_text(encoding="utf-8"))
-            files = data["files"]
-            for path, e in files.items():
+            data = json.loads(read_note(self.root, METADATA_FILE, None)[1].decode("utf-8"))
+            for path, e in data["files"].items():
+                if not _inside(path):
+                    continue
                 self._known[path] = Known(str(e["digest"]), int(e["mtime_ns"]), int(e["size"]), bool(e["synced"]))
                 if e.get("invalid"):
                     self._problems[path] = str(e["invalid"])
-            self._conflicts = {c for c in data.get("conflicts", []) if (self.root / c).exists()}
+            self._conflicts = {c for c in data.get("conflicts", []) if _inside(c) and os.path.lexists(self.root / c)}
         except FileNotFoundError:
             pass
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, Refused, ValueError, KeyError, TypeError, AttributeError) as exc:
             log.warning("%s is unreadable (%s); rebuilding it from the files", self.root / METADATA_FILE, exc)
             self._known.clear()
+            self._problems.clear()
 
     def _save(self) -> None:
         problems = self._problems
@@ -111,11 +133,9 @@ class Vault:
             p: {"digest": k.digest, "mtime_ns": k.mtime_ns, "size": k.size, "synced": k.synced,
                 "invalid": problems.get(p)} for p, k in sorted(self._known.items())},
             "conflicts": sorted(self._conflicts)}
-        tmp = self.root / f".{METADATA_FILE}.tmp"
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
-            os.replace(tmp, self.root / METADATA_FILE)
+            write_root_file(self.root, METADATA_FILE,
+                            json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
         except OSError as exc:
             log.warning("cannot write %s: %s", self.root / METADATA_FILE, exc)
 
@@ -148,11 +168,12 @@ class Vault:
                 if db_known is not None:
                     # Entries the DB lacks but metadata has: keep them unsynced so they are re-sent.
                     known = {**{p: dataclasses.replace(k, synced=False) for p, k in known.items()}, **db_known}
-            states, contents = snapshot(self.root, known, self.max_bytes)
-            the_plan = plan(states, known)
-            ok = self._apply(the_plan, states, contents, known)
+            snap = snapshot(self.root, known, self.max_bytes)
+            the_plan = plan(snap.states, known)
+            ok, refused = self._apply(the_plan, snap, known)
+            invalid = tuple(sorted({**dict(the_plan.invalid), **dict(refused)}.items()))
             report = SyncReport(len(the_plan.new), len(the_plan.modified), len(the_plan.moved), len(the_plan.deleted),
-                                len(the_plan.unchanged), the_plan.invalid, ok, time.perf_counter() - started)
+                                len(the_plan.unchanged), invalid, ok, time.perf_counter() - started)
             self.last_sync = report
             return report
 
@@ -167,6 +188,7 @@ class Vault:
             return self.sync(reconcile=False)
 
     def _note_row(self, rel: str, data: bytes, st: FileState) -> tuple[str, tuple[Any, ...]]:
+        """(table, row) for a note; raises ValueError if the database could not hold it."""
         text, decode_problem = _decode(data)
         parsed = parse(text, rel)
         problem = "; ".join(p for p in (decode_problem, parsed.invalid) if p)
@@ -174,8 +196,10 @@ class Vault:
             self._problems[rel] = problem
         else:
             self._problems.pop(rel, None)
+        if len(parsed.title.encode("utf-8")) > MAX_TITLE_BYTES:
+            raise ValueError(f"its title is longer than the database holds ({MAX_TITLE_BYTES} bytes)")
         kind, key, category = key_of(rel)
-        meta = json.dumps(parsed.metadata, ensure_ascii=False, default=str) if parsed.metadata else None
+        meta = json.dumps(parsed.metadata, ensure_ascii=False) if parsed.metadata else None
         now = time.time()
         if kind == "config":
             return "configs", (key, rel, parsed.title, parsed.body, meta, st.digest, st.mtime_ns, now)
@@ -183,21 +207,56 @@ class Vault:
                              json.dumps(list(parsed.headings)), json.dumps(list(parsed.links)), meta, st.digest,
                              st.mtime_ns, now)
 
-    def _apply(self, the_plan: Plan, states: dict[str, FileState], contents: dict[str, bytes],
-               known: dict[str, Known]) -> bool:
+    def _refuse(self, rel: str, why: str) -> None:
+        """Record that a readable note is not in the database (searched from its file instead)."""
+        parse_problem = self._problems.get(rel)
+        message = f"not stored in the database: {why}"
+        self._problems[rel] = f"{parse_problem}; {message}" if parse_problem and message not in parse_problem \
+            else message
+        self._not_in_db.add(rel)
+        log.warning("vault: %s is not stored in the database: %s", rel, why)
+
+    def _upsert_isolating(self, table: str, items: list[tuple[str, tuple[Any, ...]]]) -> list[tuple[str, str]]:
+        """Upsert rows; a batch the database rejects is split until each bad row stands alone.
+
+        Returns (path, reason) of the rows rejected. Transient errors propagate (the caller
+        retries the whole sync later); a connection dropped *because of* a row (MySQL's
+        packet-too-large) counts as a rejection when the database still answers a ping.
+        """
+        assert self.store is not None
+        rejected: list[tuple[str, str]] = []
+        pending = [items] if items else []
+        while pending:
+            part = pending.pop()
+            try:
+                self.store.upsert_notes(table, [row for _, row in part])
+            except StoreError as exc:
+                if exc.transient and not (getattr(exc, "row_suspect", False) and self.store.ping()):
+                    raise
+                if len(part) == 1:
+                    rejected.append((part[0][0], f"the database rejected it ({exc})"))
+                    continue
+                mid = len(part) // 2
+                pending += [part[mid:], part[:mid]]
+        return rejected
+
+    def _apply(self, the_plan: Plan, snap: Snapshot, known: dict[str, Known]) -> tuple[bool, list[tuple[str, str]]]:
         problems_before = dict(self._problems)
-        rows: dict[str, list[tuple[Any, ...]]] = {"configs": [], "knowledge": []}
+        states = snap.states
+        rows: dict[str, list[tuple[str, tuple[Any, ...]]]] = {"configs": [], "knowledge": []}
         deletes: dict[str, list[str]] = {"configs": [], "knowledge": []}
+        refused: list[tuple[str, str]] = []
         touched = [*the_plan.new, *the_plan.modified, *(new for _, new in the_plan.moved)]
         for rel in touched:
-            data = contents.get(rel)
-            if data is None:
-                try:
-                    data = (self.root / rel).read_bytes()
-                except OSError:
-                    continue
-            table, row = self._note_row(rel, data, states[rel])
-            rows[table].append(row)
+            data = snap.contents.get(rel)
+            if data is None:  # every changed file was read by the snapshot; be safe anyway
+                continue
+            try:
+                table, row = self._note_row(rel, data, states[rel])
+            except ValueError as exc:
+                refused.append((rel, str(exc)))
+                continue
+            rows[table].append((rel, row))
         gone = [*the_plan.deleted, *(old for old, new in the_plan.moved if key_of(old) != key_of(new))]
         for rel in gone:
             kind, key, _ = key_of(rel)
@@ -205,22 +264,20 @@ class Vault:
             self._problems.pop(rel, None)
         for rel, why in the_plan.invalid:
             self._problems[rel] = why
-        ok = True
+        ok = self.store is not None
         if self.store is not None and (touched or gone):
             try:
                 for table in ("configs", "knowledge"):
                     self.store.delete_notes(table, deletes[table])
-                    self.store.upsert_notes(table, rows[table])
+                    refused += self._upsert_isolating(table, rows[table])
             except StoreError as exc:
                 ok = False
                 log.warning("vault sync could not reach the database (%s); will retry", exc)
-        elif self.store is None:
-            ok = False
-        # Record what we saw. Unsynced entries (DB down) are retried by the next sync.
-        new_known = {p: k for p, k in known.items() if p in states}
-        for rel in touched:
-            st = states[rel]
-            new_known[rel] = Known(st.digest or "", st.mtime_ns, st.size, ok)
+        if ok:
+            self._not_in_db -= {*touched, *gone}
+            for rel, why in refused:
+                self._refuse(rel, why)
+        new_known = self._next_known(the_plan, states, known, set(touched), ok)
         if not ok:
             for rel in gone:  # keep vanished entries until the database has dropped their rows
                 if rel in known:
@@ -228,20 +285,52 @@ class Vault:
         for rel in list(self._problems):
             if rel not in states and rel not in new_known:
                 self._problems.pop(rel, None)
+        self._not_in_db &= set(states)
+        self._unreadable = {rel for rel, _ in the_plan.invalid}
+        self._folders = dict(snap.unlisted)
+        self._conflicts |= set(snap.conflicts)
         unchanged = new_known == self._known and problems_before == self._problems
         self._known = new_known
         self.db_pending = not ok or any(not k.synced for k in new_known.values())
         if not unchanged:  # a no-change sync of a large vault must not rewrite metadata.json
             self._save()
-        return ok
+        return ok, refused
+
+    @staticmethod
+    def _next_known(the_plan: Plan, states: dict[str, FileState], known: dict[str, Known], touched: set[str],
+                    ok: bool) -> dict[str, Known]:
+        """What the next sync may assume. Unreadable notes keep their entry; unchanged ones get their
+        current (mtime, size), so the shortcut works again after a ``touch``, a rebuilt cache or a
+        racy hash; a racy hash is recorded without an mtime (no shortcut next time)."""
+        out: dict[str, Known] = {}
+        for rel, st in states.items():
+            k = known.get(rel)
+            if st.digest is None:
+                if k is not None:
+                    out[rel] = k
+                continue
+            mtime = -1 if st.racy else st.mtime_ns
+            if rel in touched:
+                out[rel] = Known(st.digest, mtime, st.size, ok)
+            elif k is not None:
+                out[rel] = Known(k.digest, mtime, st.size, k.synced)
+        return out
 
     # -- reading (from the files) ----------------------------------------------------------------------
-    def _read(self, rel: str) -> Note | None:
-        path = self.root / rel
+    def _read(self, rel: str, strict: bool = False) -> Note | None:
+        """The note at ``rel``, or None if it is absent or not readable as a note. With ``strict``,
+        a symbolic link on the way raises InvalidKeyError (a key must not name a link)."""
         try:
-            data = path.read_bytes()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            _, data = read_note(self.root, rel, self.max_bytes)
+        except Refused as exc:
+            if strict and exc.link:
+                raise InvalidKeyError(f"{rel!r} passes through a symbolic link; the vault follows no links") from None
             return None
+        except OSError:
+            return None
+        return None if _binary(data) else self._from_bytes(rel, data)
+
+    def _from_bytes(self, rel: str, data: bytes) -> Note:
         text, problem = _decode(data)
         return self._to_note(rel, parse(text, rel), digest_of(data), problem)
 
@@ -258,50 +347,79 @@ class Vault:
 
     def read_config(self, key: str) -> Note | None:
         _, path = config_path(self.root, key)
-        return self._read(self._rel(path))
+        return self._read(self._rel(path), strict=True)
 
     def read_user(self, user_id: object) -> Note | None:
         return self.read_config(user_key(user_id))
 
     def read_knowledge(self, key: str) -> Note | None:
         _, path = knowledge_path(self.root, key)
-        return self._read(self._rel(path))
+        return self._read(self._rel(path), strict=True)
 
     def list_knowledge(self, category: str | None = None) -> list[Note]:
-        notes = []
-        for rel in sorted(note_paths(self.root)):
-            if not rel.startswith(KNOWLEDGE_DIR + "/"):
-                continue
-            if category is not None and key_of(rel)[2] != category:
-                continue
-            note = self._read(rel)
-            if note is not None:
-                notes.append(note)
-        return notes
+        notes: list[Note] = []
+
+        def visit(dir_fd: int, name: str, rel: str, st: os.stat_result) -> None:
+            if (category is not None and key_of(rel)[2] != category) or st.st_size > self.max_bytes:
+                return
+            try:
+                _, data = read_at(dir_fd, name, self.max_bytes)
+            except (OSError, Refused):
+                return
+            if not _binary(data):
+                notes.append(self._from_bytes(rel, data))
+
+        walk(self.root, visit, tops=(KNOWLEDGE_DIR,))
+        return sorted(notes, key=lambda n: n.path)
 
     def search(self, query: str, limit: int = 5) -> list[Note]:
-        """Keyword search: every word must appear in the title, tags or body; title hits rank first."""
-        words = [w for w in query.lower().split() if w]
-        if not words:
+        """Keyword search (rules in :mod:`._search`): the database when it is current, else the files."""
+        words = words_of(query)
+        limit = max(0, int(limit))
+        if not words or not limit:
             return []
-        candidates: list[Note] | None = None
         if self.store is not None and not self.db_pending:
             try:
-                rows = self.store.search_knowledge(words, limit)
-                candidates = [n for n in (self._read(r["path"]) for r in rows) if n is not None]
+                return self._search_database(words, limit)
             except StoreError:
-                candidates = None
-        if candidates is None:  # the database is behind or down: the files answer
-            candidates = self.list_knowledge()
+                pass
+        return self._search_files(words, limit)
 
-        def score(n: Note) -> int:
-            title, body, tags = n.title.lower(), n.content.lower(), " ".join(n.tags).lower()
-            if not all(w in title or w in body or w in tags for w in words):
-                return 0
-            return sum(5 * title.count(w) + 3 * tags.count(w) + body.count(w) for w in words)
+    def _search_files(self, words: list[str], limit: int) -> list[Note]:
+        return rank(((score_note(n.title, n.content, n.tags, words), n.key, n) for n in self.list_knowledge()), limit)
 
-        ranked = sorted(((score(n), n.key, n) for n in candidates), key=lambda t: (-t[0], t[1]))
-        return [n for s, _, n in ranked if s > 0][: max(0, int(limit))]
+    def _search_database(self, words: list[str], limit: int) -> list[Note]:
+        assert self.store is not None
+        rows = self.store.search_knowledge(like_patterns(words), ESCAPE)
+        with self.lock:
+            from_files = set(self._not_in_db)  # the database lacks them (or holds an old version)
+            skip = self._unreadable | from_files
+        scored: list[tuple[int, str, str]] = []
+        for r in rows:
+            path = r["path"]
+            if path in skip:
+                continue
+            try:
+                tags = " ".join(str(t) for t in json.loads(r["tags"] or "[]")).lower()
+            except (ValueError, TypeError):
+                tags = ""
+            scored.append((score(str(r["title"]).lower(), str(r["content"]).lower(), tags, words), str(r["key"]), path))
+        extra: dict[str, Note] = {}
+        for path in from_files:
+            note = self._read(path) if path.startswith(KNOWLEDGE_DIR + "/") else None
+            if note is not None:
+                extra[path] = note
+                scored.append((score_note(note.title, note.content, note.tags, words), note.key, path))
+        out: list[Note] = []
+        for path in rank(scored, len(scored)):
+            # A path from the database is only read if it names a knowledge note inside the vault.
+            note = extra.get(path) or (self._read(path) if is_note_path(path) and _inside(path)
+                                       and path.startswith(KNOWLEDGE_DIR + "/") else None)
+            if note is not None:  # gone or unreadable since the last sync: the next one stands in
+                out.append(note)
+                if len(out) == limit:
+                    break
+        return out
 
     # -- writing (compare-and-swap, atomic) --------------------------------------------------------------
     def write_config(self, key: str, content: str, metadata: dict[str, Any] | None) -> Note:
@@ -319,27 +437,26 @@ class Vault:
         text = render(str(content), metadata)
         data = text.encode("utf-8")
         rel = self._rel(path)
+        parts = rel.split("/")
         with self.lock:
             self._load()
             seen = self._known.get(rel)
             try:
-                current = digest_of(path.read_bytes())
-            except FileNotFoundError:
-                current = None
-            if current is not None and (seen is None or seen.digest != current):
+                outcome = cas_write(self.root, parts, data, seen.digest if seen is not None else None)
+            except Refused as exc:
+                raise InvalidKeyError(f"{rel!r}: {exc.reason}") from None
+            if not outcome.written:
                 # A human changed (or created) this file and the vault has not synced that yet:
                 # their version stays, ours goes next to it.
-                conflict = path.with_name(f"{path.name}{CONFLICT_MARK}{time.strftime('%Y%m%dT%H%M%S')}"
-                                          f"-{os.getpid()}")
-                atomic_write(conflict, data)
-                self._conflicts.add(self._rel(conflict))
+                conflict = "/".join([*parts[:-1], outcome.conflict or ""])
+                self._conflicts.add(conflict)
                 self._save()
                 log.warning("vault conflict: %s changed since it was last synced; wrote %s instead", rel,
-                            conflict.name)
-                return self._to_note(rel, parse(text, rel), digest_of(data), conflict=self._rel(conflict))
-            atomic_write(path, data)
-            st = path.stat()
-            state = FileState(rel, st.st_mtime_ns, st.st_size, digest_of(data))
+                            outcome.conflict)
+                return self._to_note(rel, parse(text, rel), digest_of(data), conflict=conflict)
+            st = outcome.stat
+            # Just written, so its mtime is "now": racy by definition (no shortcut next time).
+            state = FileState(rel, st.st_mtime_ns if st else -1, len(data), digest_of(data), racy=True)
             self._sync_one(rel, data, state)
             return self._to_note(rel, parse(text, rel), state.digest or "")
 
@@ -348,20 +465,29 @@ class Vault:
         kind, key, _ = key_of(rel)
         table = "configs" if kind == "config" else "knowledge"
         ok = self.store is not None
+        refused: list[tuple[str, str]] = []
         try:
             if self.store is not None:
                 if state is None:
                     self.store.delete_notes(table, [key])
                 else:
-                    self.store.upsert_notes(table, [self._note_row(rel, data or b"", state)[1]])
+                    try:
+                        refused = self._upsert_isolating(table, [(rel, self._note_row(rel, data or b"", state)[1])])
+                    except ValueError as exc:
+                        refused = [(rel, str(exc))]
         except StoreError as exc:
             ok = False
             log.warning("vault: %s written, database not updated yet (%s)", rel, exc)
+        if ok:
+            self._not_in_db.discard(rel)
+            for path, why in refused:
+                self._refuse(path, why)
         if state is None:
             if ok:
                 self._known.pop(rel, None)
+                self._problems.pop(rel, None)
         else:
-            self._known[rel] = Known(state.digest or "", state.mtime_ns, state.size, ok)
+            self._known[rel] = Known(state.digest or "", -1 if state.racy else state.mtime_ns, state.size, ok)
         self.db_pending = self.db_pending or not ok
         self._save()
 
@@ -371,38 +497,37 @@ class Vault:
         rel = self._rel(path)
         with self.lock:
             self._load()
-            try:
-                current = digest_of(path.read_bytes())
-            except FileNotFoundError:
-                return False
             seen = self._known.get(rel)
-            if seen is None or seen.digest != current:
-                log.warning("vault conflict: not deleting %s, it changed since it was last synced", rel)
+            try:
+                deleted = seen is not None and cas_delete(self.root, rel.split("/"), seen.digest)
+            except Refused as exc:
+                raise InvalidKeyError(f"{rel!r}: {exc.reason}") from None
+            if not deleted:
+                if os.path.lexists(path):
+                    log.warning("vault conflict: not deleting %s, it changed since it was last synced", rel)
                 return False
-            path.unlink()
             self._sync_one(rel, None, None)
             return True
 
     # -- checks ------------------------------------------------------------------------------------------
     def conflicts(self) -> list[str]:
+        """Conflict copies known to exist (made by this service, or found by the last scan)."""
         with self.lock:
             self._load()
-            self._conflicts = {c for c in self._conflicts if (self.root / c).exists()}
-            found = {p.relative_to(self.root).as_posix() for top in (CONFIG_DIR, KNOWLEDGE_DIR)
-                     if (self.root / top).is_dir() for p in (self.root / top).rglob(f"*{CONFLICT_MARK}*")}
-            return sorted(self._conflicts | found)
+            self._conflicts = {c for c in self._conflicts if os.path.lexists(self.root / c)}
+            return sorted(self._conflicts)
 
     def problems(self) -> dict[str, str]:
+        """Every path with a problem, in plain words (folders end with ``/``)."""
         with self.lock:
             self._load()
-            return dict(self._problems)
+            folders = {f"{f}/" if f else "./": f"this folder {why}" for f, why in self._folders.items()}
+            return {**self._problems, **folders}
 
     def check(self) -> dict[str, Any]:
         """Invalid files, conflicts, and files and rows that disagree."""
         with self.lock:
             self._load()
-            states, _ = snapshot(self.root, {}, self.max_bytes)
-            files = {p: s.digest for p, s in states.items() if s.digest is not None}
             rows: dict[str, str] | None = None
             if self.store is not None:
                 try:
@@ -410,41 +535,35 @@ class Vault:
                             {**self.store.note_digests("configs"), **self.store.note_digests("knowledge")}.items()}
                 except StoreError:
                     rows = None
-        out: dict[str, Any] = {"root": str(self.root), "files": len(files), "invalid": self.problems(),
+            # Hash every file (no shortcut); what rows (or the cache) know marks notes hidden by an
+            # unlistable folder as present, so they are not reported as orphans.
+            base = ({p: Known(d, -1, -1, True) for p, d in rows.items()} if rows is not None
+                    else {p: dataclasses.replace(k, mtime_ns=-1) for p, k in self._known.items()})
+            snap = snapshot(self.root, base, self.max_bytes)
+            self._conflicts |= set(snap.conflicts)
+            fresh = {p: s.error or "unreadable" for p, s in snap.states.items() if s.digest is None}
+            folders = {f"{f}/" if f else "./": f"this folder {why}" for f, why in snap.unlisted.items()}
+            invalid = {**self.problems(), **fresh, **folders}
+            not_in_db = set(self._not_in_db)
+        files = {p: s.digest for p, s in snap.states.items() if s.digest is not None}
+        out: dict[str, Any] = {"root": str(self.root), "files": len(files), "invalid": dict(sorted(invalid.items())),
                                "conflicts": self.conflicts(), "database": rows is not None}
         if rows is not None:
             out["missing_rows"] = sorted(p for p in files if p not in rows)
-            out["orphan_rows"] = sorted(p for p in rows if p not in states)
+            out["orphan_rows"] = sorted(p for p in rows if p not in snap.states)
             out["stale_rows"] = sorted(p for p in files if p in rows and rows[p] != files[p])
+        # Rows cannot agree with files that were not seen or that the database refused.
         out["ok"] = rows is not None and not (out["conflicts"] or out.get("missing_rows") or out.get("orphan_rows")
-                                              or out.get("stale_rows"))
+                                              or out.get("stale_rows") or snap.unlisted or not_in_db & set(files))
         return out
 
     def is_relevant(self, path: str) -> bool:
-        try:
-            rel = Path(path).resolve().relative_to(self.root.resolve()).as_posix()
-        except ValueError:
+        """Lexically (no file system access): a note path, or a folder that may hold notes."""
+        rel = None
+        for prefix in self._root_texts:
+            if path.startswith(prefix):
+                rel = os.path.normpath(path[len(prefix):]).replace(os.sep, "/")
+                break
+        if rel is None or rel.startswith("../") or rel == "..":
             return False
-        return is_note_path(rel) or ("." not in rel.rsplit("/", 1)[-1] and rel.split("/")[0] in (CONFIG_DIR,
-                                                                                                  KNOWLEDGE_DIR))
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Temporary file in the same folder, fsync, rename over the target, fsync the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    with contextlib.suppress(OSError):
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        return is_note_path(rel) or ("." not in rel.rsplit("/", 1)[-1] and rel.split("/")[0] in ("md", KNOWLEDGE_DIR))
