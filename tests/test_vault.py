@@ -147,29 +147,6 @@ def test_bad_files_are_reported_and_never_stop_the_rest(vault_service: MemorySer
     assert "knowledge/facts/picture.png" not in problems
 
 
-def test_unreadable_file_is_present_not_deleted(vault_service: MemoryService, tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    svc = vault_service
-    svc.vault_sync()
-    path = tmp_path / "vault" / "knowledge" / "facts" / "coffee.md"
-    path.write_text(path.read_text() + "\nchanged\n")  # must be re-read, and that read fails
-    import builtins
-
-    from memory.vault import _scan
-
-    real_open = builtins.open
-
-    def failing(file: object, *a: object, **kw: object) -> object:
-        if str(file) == str(path):
-            raise PermissionError(13, "Permission denied")
-        return real_open(file, *a, **kw)  # type: ignore[call-overload]
-
-    monkeypatch.setattr(_scan, "open", failing, raising=False)  # the fault sits at the file read
-    report = svc.vault_sync()
-    assert report.deleted == 0 and ("knowledge/facts/coffee.md", "cannot read: Permission denied") in report.invalid
-    assert "facts/coffee" in rows(svc, "knowledge")
-
-
 def test_metadata_json_lost_or_corrupt_is_rebuilt(vault_service: MemoryService, tmp_path: Path) -> None:
     svc = vault_service
     svc.vault_sync()

@@ -156,3 +156,39 @@ def test_cli_vault_watch_runs_until_ctrl_c(tmp_path: Path) -> None:
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0
     assert "stopped" in err and "Traceback" not in err
+
+
+def test_edits_during_a_long_initial_sync_reach_the_database(dsn: str, tmp_path: Path) -> None:
+    root = tmp_path / "vault"
+    shutil.copytree(REPO / "vault", root, ignore=shutil.ignore_patterns("metadata.json"))
+    bulk = root / "knowledge" / "bulk"
+    bulk.mkdir()
+    for i in range(4000):  # a cold sync that takes a while, for real
+        (bulk / f"note-{i:04d}.md").write_text(f"# Note {i}\n\n{'body text ' * 80}{i}\n")
+    live = root / "md" / "live.md"  # md/ is scanned first: the sync reads it long before it ends
+    cfg = service_config(dsn, tmp_path)
+    cfg["vault"].update({"watch": True, "debounce_ms": 100})
+    svc = MemoryService.from_config(cfg)
+
+    def syncing() -> bool:  # a sync holds the vault's lock from start to end
+        if svc.vault.lock.acquire(blocking=False):
+            svc.vault.lock.release()
+            return False
+        return True
+
+    try:
+        assert wait_for(syncing)
+        for n in range(1, 11):  # edits while the initial sync runs, after it has read the file
+            live.write_text(f"# Live\n\nedit number {n}\n")
+            time.sleep(0.01)
+        assert syncing()  # the last edit landed during the initial sync
+        final = live.read_text()
+
+        def caught_up() -> bool:
+            row = svc.store.get_note("configs", "live")
+            return row is not None and row["content"] == final and not svc.vault.db_pending
+
+        assert wait_for(caught_up)
+        assert len(keys(svc)) == 4004 and svc.vault_check()["ok"] is True
+    finally:
+        svc.close()
