@@ -103,6 +103,13 @@ def _unit_rows(rows: list[VectorRow], dim: int) -> np.ndarray:
     return mat
 
 
+def _dot(matrix: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Matrix × vector. NumPy's own einsum loop, not BLAS ``@``: scoring 100k rows is bound by
+    memory bandwidth, and the bundled OpenBLAS sgemv measured 2-3× slower here (and spawns
+    threads that contend with the writer); see ``bench/bench_recall_parts.py``."""
+    return np.einsum("ij,j->i", matrix, q)
+
+
 class _Arrays:
     """The matrix and its metadata columns; replaced whole by ``rebuild``."""
 
@@ -262,17 +269,17 @@ class VectorIndex:
             mask = self._mask(a, flt or VectorFilter())
             if mask is None:
                 rows = None
-                scores = a.matrix[:n] @ q
+                scores = _dot(a.matrix[:n], q)
             else:
                 count = int(mask.sum())
                 if count == 0:
                     return []
                 if count < GATHER_BELOW * n:
                     rows = np.flatnonzero(mask)
-                    scores = a.matrix[rows] @ q
+                    scores = _dot(a.matrix[rows], q)
                 else:
                     rows = None
-                    scores = a.matrix[:n] @ q
+                    scores = _dot(a.matrix[:n], q)
                     scores[~mask] = -np.inf
             if min_score is not None:
                 scores = np.where(scores >= min_score, scores, -np.inf)
