@@ -334,23 +334,36 @@ class MemoryService:
         return self.queue.check()
 
     def health(self) -> dict[str, Any]:
-        """Database reachability, what is pending and every counter of the write path."""
+        """Status, reasons (``warnings``), database reachability, what is pending, every write-path counter.
+
+        ``status`` is ``ok`` only when the schema is at head too; ``starting`` while the writer has
+        not brought it there yet; see :mod:`memory._health` for every status and its rule.
+        """
+        from ._health import HealthFacts, assess, probe_database
+
         q = self.queue.stats()
-        if self._closed:
-            reachable = False
-        elif self.queue.breaker.is_open:
-            reachable = False
-        else:
-            reachable = self.store.ping()
-        degraded = ((not reachable) or q["pending_disk"] > 0 or bool(q["dropped"]) or q["quarantined"] > 0
-                    or bool(self.vault.conflicts()))
+        probe = None
+        if not self._closed and not self.queue.breaker.is_open:
+            # The breaker open means a known outage: answer at once instead of paying a connect timeout.
+            probe = probe_database(self.store, self.config.database.url.password)
+        reachable = probe is not None and probe.answered
+        conflicts = self.vault.conflicts()
+        schema_ready = bool(self.queue.initialized)
+        verdict = assess(HealthFacts(
+            closed=self._closed, reachable=reachable, schema_ready=schema_ready,
+            pending_disk=int(q.get("pending_disk", 0)), dropped=dict(q.get("dropped") or {}),
+            quarantined=int(q.get("quarantined", 0)), conflicts=len(conflicts),
+            journal_problem=(q.get("journal_problem") or "memory only") if q.get("journal") == "memory-only" else None))
+        error = probe.error if probe is not None else (q.get("last_error") or None)
         return {
-            "status": "closed" if self._closed else ("degraded" if degraded else "ok"),
+            "status": verdict.status,
+            "warnings": list(verdict.warnings),
             "database": {"reachable": reachable, "dialect": self.store.dialect,
-                         "dsn": self.config.database.safe_dsn, "schema_ready": self.queue.initialized},
+                         "dsn": self.config.database.safe_dsn, "schema_ready": schema_ready,
+                         "connectable": None if probe is None else probe.connected, "error": error},
             "pending": q["pending"],
             "queue": q,
             "vault": {"root": str(self.vault.root), "database_behind": self.vault.db_pending,
-                      "invalid_files": len(self.vault.problems()), "conflicts": self.vault.conflicts(),
+                      "invalid_files": len(self.vault.problems()), "conflicts": conflicts,
                       "watching": self._watcher.observer is not None and not self._closed},
         }

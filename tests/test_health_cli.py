@@ -1,0 +1,167 @@
+"""``memory health``: exit 0 ok, 1 degraded (or starting), 2 down — each from a real state — and
+``health()`` never says ``ok`` while the schema is not at head.
+
+Every CLI case runs the real command in a subprocess against a real database (or a real absence
+of one): a fresh SQLite file; a SQLite file another connection holds an exclusive lock on;
+MariaDB behind the fault proxy resetting every connection; a port nothing listens on; a SQLite
+path that cannot be opened; an invalid config; the migration lock held by another process.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memory import MemoryService
+from memory._health import DEGRADED, OK, STARTING, HealthFacts, Probe, assess, unreachable, verdict
+
+from .conftest import service_config, wait_for
+from .test_unreachable import closed_port
+
+
+def write_config(root: Path, dsn: str, **database: Any) -> Path:
+    db = "".join(f"  {k}: {v}\n" for k, v in database.items())
+    path = root / "memory.yaml"
+    path.write_text(f"database:\n  dsn: '{dsn}'\n  connect_timeout: 2\n  read_timeout: 5\n  write_timeout: 5\n{db}"
+                    f"failure_queue:\n  path: {root / 'queue'}\n  retry_base_delay_s: 0.05\n"
+                    f"vault:\n  root_path: {root / 'vault'}\n  watch: false\n"
+                    f"logging:\n  warn_interval_s: 0\n")
+    return path
+
+
+def run_health(config: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("MEMORY_DATABASE_DSN", "MEMORY_ENABLED", "MEMORY_CONFIG")}
+    res = subprocess.run([sys.executable, "-m", "memory.cli", "health", "--config", str(config), "--json", *extra],
+                         capture_output=True, text=True, timeout=120, env=env)
+    try:
+        out = json.loads(res.stdout)
+    except ValueError:
+        pytest.fail(f"no JSON report (exit {res.returncode}): {res.stdout!r} {res.stderr[-2000:]!r}")
+    return res.returncode, out, res.stderr
+
+
+# -- ok -------------------------------------------------------------------------------------------------
+def test_ok_exits_0(tmp_path: Path) -> None:
+    code, out, err = run_health(write_config(tmp_path, f"sqlite:///{tmp_path / 'm.db'}"))
+    assert (code, out["status"]) == (0, "ok"), (out, err)
+    assert out["database"]["schema_ready"] is True and out["database"]["reachable"] is True
+    assert out["pending"] == 0 and out["reasons"] == []
+
+
+# -- degraded -------------------------------------------------------------------------------------------
+@pytest.fixture
+def locked_sqlite(tmp_path: Path) -> Iterator[Path]:
+    """A SQLite file another connection holds an exclusive lock on (rollback journal: readers wait too)."""
+    path = tmp_path / "m.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE other_app (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("INSERT INTO other_app VALUES (1)")
+    try:
+        yield path
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def test_sqlite_locked_by_another_connection_is_degraded_exit_1(tmp_path: Path, locked_sqlite: Path) -> None:
+    code, out, err = run_health(write_config(tmp_path, f"sqlite:///{locked_sqlite}", sqlite_busy_timeout=0.3))
+    assert (code, out["status"]) == (1, DEGRADED), (out, err)
+    assert out["database"]["reachable"] is False and out["database"]["connectable"] is True
+    assert "locked" in out["database"]["error"]
+    assert any("does not answer" in r for r in out["reasons"])
+
+
+@pytest.mark.integration
+def test_mariadb_resetting_every_connection_is_degraded_exit_1(tmp_path: Path, proxy: tuple[Any, str]) -> None:
+    p, dsn = proxy
+    p.set_mode("refuse")  # accepts the TCP connection, then resets it: the server is there but refuses
+    code, out, err = run_health(write_config(tmp_path, dsn))
+    assert (code, out["status"]) == (1, DEGRADED), (out, err)
+    assert out["database"]["reachable"] is False and out["database"]["connectable"] is True
+    assert p.connections > 0
+
+
+def test_migration_lock_held_elsewhere_is_starting_exit_1(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    with open(f"{db}.migrate-lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process is upgrading the schema
+        code, out, err = run_health(write_config(tmp_path, f"sqlite:///{db}"), "--wait", "0.5")
+    assert (code, out["status"]) == (1, STARTING), (out, err)
+    assert out["database"]["reachable"] is True and out["database"]["schema_ready"] is False
+    assert out["service_status"] == STARTING
+
+
+# -- down ----------------------------------------------------------------------------------------------
+def test_nothing_listening_is_down_exit_2(tmp_path: Path) -> None:
+    code, out, err = run_health(write_config(tmp_path, f"mysql+pymysql://root@127.0.0.1:{closed_port()}/x"))
+    assert (code, out["status"]) == (2, "down"), (out, err)
+    assert out["database"]["connectable"] is False and "unreachable" in out["reasons"][0]
+    assert out["service_status"] == DEGRADED  # the running service itself is fail-open: degraded
+
+
+def test_sqlite_file_that_cannot_be_opened_is_down_exit_2(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the database folder should be")
+    code, out, err = run_health(write_config(tmp_path, f"sqlite:///{blocker / 'm.db'}"))
+    assert (code, out["status"]) == (2, "down"), (out, err)
+    assert out["database"]["connectable"] is False
+
+
+def test_invalid_config_is_down_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "memory.yaml"
+    bad.write_text("failure_queue:\n  max_retries: abc\n")
+    code, out, err = run_health(bad)
+    assert (code, out["status"]) == (2, "down"), (out, err)
+    assert "max_retries" in out["reasons"][0] and "cannot start" in out["reasons"][0]
+
+
+# -- health() itself -----------------------------------------------------------------------------------
+def test_health_never_says_ok_before_the_schema_is_at_head(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    with open(f"{db}.migrate-lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the writer's upgrade blocks here, for real
+        svc = MemoryService.from_config(service_config(f"sqlite:///{db}", tmp_path), start_vault=False)
+        try:
+            h = svc.health()
+            assert h["database"]["schema_ready"] is False and h["database"]["reachable"] is True
+            assert h["status"] == STARTING and h["status"] != OK
+            assert any("schema is not at head" in w for w in h["warnings"])
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)  # let the writer finish before closing
+    assert wait_for(lambda: svc.queue.initialized, 30)
+    assert svc.health()["status"] == OK and svc.health()["warnings"] == []
+    svc.close()
+    assert svc.health()["status"] == "closed"
+
+
+def test_assess_and_verdict_rules() -> None:
+    fine = HealthFacts(closed=False, reachable=True, schema_ready=True)
+    assert assess(fine).status == OK
+    assert assess(HealthFacts(closed=False, reachable=True, schema_ready=False)).status == STARTING
+    assert assess(HealthFacts(closed=False, reachable=False, schema_ready=False)).status == DEGRADED
+    assert assess(HealthFacts(closed=False, reachable=True, schema_ready=True, dropped={"disk_full": 0})).status == OK
+    for bad in (dict(pending_disk=3), dict(dropped={"closed": 1}), dict(quarantined=1), dict(conflicts=2),
+                dict(journal_problem="ENOSPC")):
+        assert assess(HealthFacts(closed=False, reachable=True, schema_ready=True, **bad)).status == DEGRADED
+    assert assess(HealthFacts(closed=True, reachable=False, schema_ready=True)).status == "closed"
+    assert verdict(None, None, "boom").exit_code == 2
+    assert verdict({"status": "closed"}).exit_code == 2
+    assert verdict({"status": OK}).exit_code == 0
+    assert verdict({"status": STARTING, "warnings": ["w"]}) == verdict({"status": STARTING, "warnings": ["w"]})
+    assert verdict({"status": STARTING}).exit_code == 1
+    assert verdict({"status": DEGRADED}, Probe(False, True, "reset")).exit_code == 1
+    assert verdict({"status": DEGRADED}, Probe(False, False, "refused")).exit_code == 2
+    assert unreachable(ConnectionRefusedError(111, "refused")) and not unreachable(ConnectionResetError(104, "reset"))
+    wrapped = RuntimeError("driver")
+    wrapped.__cause__ = ConnectionRefusedError(111, "refused")
+    assert unreachable(wrapped)
