@@ -31,7 +31,8 @@ def public_methods(cls: type) -> set[str]:
 
 def protocol_methods() -> set[str]:
     return {name for name, value in vars(MemoryAPI).items()
-            if isinstance(value, types.FunctionType) and (not name.startswith("_") or name in ("__enter__", "__exit__"))}
+            if isinstance(value, types.FunctionType)
+            and (not name.startswith("_") or name in ("__enter__", "__exit__"))}
 
 
 def _members(t: Any) -> set[Any]:
