@@ -28,7 +28,7 @@ import stat
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from ._layout import (CONFIG_DIR, CONFLICT_MARK, KNOWLEDGE_DIR, MAX_KEY_CHARS, SUFFIX, is_ignored_name, key_of,
+from ._layout import (CONFIG_DIR, CONFLICT_MARK, KNOWLEDGE_DIR, MAX_KEY_CHARS, SUFFIX, is_ignored_name,
                       scanned_key_problem)
 
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -177,8 +177,8 @@ def _key_problem(rel: str) -> str | None:
     # Fast path for the common case (the no-change re-sync of a large vault calls this per note):
     # the walk already refused hidden and temporary components, and the file system bounds each
     # name, so a short, printable key without a backslash needs no further checks.
-    key = key_of(rel)[1]
-    if len(key) <= MAX_KEY_CHARS and key.isprintable() and "\\" not in key:
+    key_chars = len(rel) - len(SUFFIX) - (len(KNOWLEDGE_DIR) if rel[0] == KNOWLEDGE_DIR[0] else len(CONFIG_DIR)) - 1
+    if key_chars <= MAX_KEY_CHARS and rel.isprintable() and "\\" not in rel:
         return None
     return scanned_key_problem(rel)
 

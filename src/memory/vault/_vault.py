@@ -24,6 +24,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -277,7 +278,7 @@ class Vault:
             self._not_in_db -= {*touched, *gone}
             for rel, why in refused:
                 self._refuse(rel, why)
-        new_known = self._next_known(the_plan, states, known, set(touched), ok)
+        new_known = self._next_known(states, snap.contents, known, set(touched), ok)
         if not ok:
             for rel in gone:  # keep vanished entries until the database has dropped their rows
                 if rel in known:
@@ -297,22 +298,19 @@ class Vault:
         return ok, refused
 
     @staticmethod
-    def _next_known(the_plan: Plan, states: dict[str, FileState], known: dict[str, Known], touched: set[str],
-                    ok: bool) -> dict[str, Known]:
-        """What the next sync may assume. Unreadable notes keep their entry; unchanged ones get their
-        current (mtime, size), so the shortcut works again after a ``touch``, a rebuilt cache or a
-        racy hash; a racy hash is recorded without an mtime (no shortcut next time)."""
-        out: dict[str, Known] = {}
-        for rel, st in states.items():
-            k = known.get(rel)
-            if st.digest is None:
-                if k is not None:
-                    out[rel] = k
-                continue
+    def _next_known(states: dict[str, FileState], hashed: Iterable[str], known: dict[str, Known],
+                    touched: set[str], ok: bool) -> dict[str, Known]:
+        """What the next sync may assume. Entries the shortcut confirmed, and unreadable notes, keep
+        theirs; every hashed file records its current (mtime, size) — so the shortcut works again
+        after a ``touch``, a rebuilt cache or a racy hash — except a racy one, recorded without an
+        mtime (no shortcut next time)."""
+        out = {p: k for p, k in known.items() if p in states}
+        for rel in hashed:
+            st = states[rel]
             mtime = -1 if st.racy else st.mtime_ns
             if rel in touched:
-                out[rel] = Known(st.digest, mtime, st.size, ok)
-            elif k is not None:
+                out[rel] = Known(st.digest or "", mtime, st.size, ok)
+            elif (k := known.get(rel)) is not None and (k.mtime_ns != mtime or k.size != st.size):
                 out[rel] = Known(k.digest, mtime, st.size, k.synced)
         return out
 
