@@ -141,6 +141,7 @@ def test_symlinks_are_never_followed(svc: MemoryService, tmp_path: Path, outside
     problems = svc.vault_check()["invalid"]
     assert all("symbolic link" in problems[f] for f in ("knowledge/elsewhere/", "knowledge/facts/nested/"))
     assert "symbolic link" in problems["md/system2.md"]
+    assert svc.vault.report()["unreadable_folders"] == ["knowledge/elsewhere/", "knowledge/facts/nested/"]
     listed = svc.list_knowledge()
     assert "TOP-SECRET" not in json.dumps([n.content for n in listed])
     assert {n.key for n in listed} == {"facts/coffee", "facts/decaf", "facts/weather", "experiences/first-chat"}

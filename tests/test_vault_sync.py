@@ -178,6 +178,7 @@ def test_a_row_the_database_rejects_does_not_stop_the_others(vault_service: Memo
     assert "not stored in the database: the database rejected it" in check["invalid"]["knowledge/facts/poison.md"]
     assert check["missing_rows"] == ["knowledge/facts/poison.md"] and check["ok"] is False
     assert svc.health()["vault"]["database_behind"] is False  # reachable and current: the note is refused
+    assert svc.vault.report()["not_in_database"] == ["knowledge/facts/poison.md"]
     # The database search still finds it, from its file, ranked like the file search would.
     assert not svc.vault.db_pending
     from_db = [n.key for n in svc.search_knowledge("antidote", 10)]

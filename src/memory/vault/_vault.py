@@ -522,6 +522,13 @@ class Vault:
             folders = {f"{f}/" if f else "./": f"this folder {why}" for f, why in self._folders.items()}
             return {**self._problems, **folders}
 
+    def report(self) -> dict[str, Any]:
+        """For health(): every problem in plain words, and the two kinds that mean the database
+        cannot match the files — folders that could not be read, notes it does not hold."""
+        with self.lock:
+            return {"problems": self.problems(), "unreadable_folders": sorted(f"{f}/" for f in self._folders),
+                    "not_in_database": sorted(self._not_in_db)}
+
     def check(self) -> dict[str, Any]:
         """Invalid files, conflicts, and files and rows that disagree."""
         with self.lock:
