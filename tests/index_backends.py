@@ -24,7 +24,8 @@ class KeywordTable(Protocol):
             ts: float | None = None) -> None: ...
 
     def search(self, query: object, k: int, *, kinds: Iterable[str] | None = None, session_key: str | None = None,
-               since: float | None = None, until: float | None = None) -> list[tuple[str, str]]: ...
+               since: float | None = None, until: float | None = None,
+               require_all: bool = False) -> list[tuple[str, str]]: ...
 
 
 def _filters(kinds: Iterable[str] | None, session_key: str | None, since: float | None, until: float | None,
@@ -59,14 +60,15 @@ class Fts5Table:
         self.conn.commit()
 
     def search(self, query: object, k: int, *, kinds: Iterable[str] | None = None, session_key: str | None = None,
-               since: float | None = None, until: float | None = None) -> list[tuple[str, str]]:
+               since: float | None = None, until: float | None = None,
+               require_all: bool = False) -> list[tuple[str, str]]:
         kq = keyword_query(query)
         if kq is None:
             return []
         where, args = _filters(kinds, session_key, since, until, "?")
         rows = self.conn.execute(
             f"SELECT kind, item_id FROM recall_fts WHERE recall_fts MATCH ?{where} "
-            f"ORDER BY bm25(recall_fts), kind, item_id LIMIT ?", [kq.fts5(), *args, k]).fetchall()
+            f"ORDER BY bm25(recall_fts), kind, item_id LIMIT ?", [kq.fts5(require_all), *args, k]).fetchall()
         return [(r[0], r[1]) for r in rows]
 
 
@@ -87,11 +89,12 @@ class MariaTable:
                       {"k": kind, "i": item_id, "s": session_key, "t": ts, "terms": document_terms(head, body)})
 
     def search(self, query: object, k: int, *, kinds: Iterable[str] | None = None, session_key: str | None = None,
-               since: float | None = None, until: float | None = None) -> list[tuple[str, str]]:
+               since: float | None = None, until: float | None = None,
+               require_all: bool = False) -> list[tuple[str, str]]:
         kq = keyword_query(query)
         if kq is None:
             return []
-        q = kq.boolean()
+        q = kq.boolean(require_all)
         where, args = _filters(kinds, session_key, since, until, "%s")
         sql = (f"SELECT kind, item_id, MATCH(terms) AGAINST(%s IN BOOLEAN MODE) AS rel FROM recall_terms "
                f"WHERE MATCH(terms) AGAINST(%s IN BOOLEAN MODE){where} ORDER BY rel DESC, kind, item_id LIMIT %s")

@@ -102,6 +102,17 @@ def test_huge_and_empty_queries(table: KeywordTable) -> None:
     assert "zh" in ids(table.search("咖啡 " * 2_000_000, 5))
 
 
+def test_require_all_terms_on_both_backends(table: KeywordTable) -> None:
+    table.add("event", "both", "", "black coffee every morning")
+    table.add("event", "one", "", "black tea")
+    table.add("event", "cjk", "", "我每天早上喝咖啡")
+    assert ids(table.search("black coffee", 5, require_all=True)) == {"both"}
+    assert ids(table.search("black coffee", 5)) == {"both", "one"}
+    assert ids(table.search("早上 咖啡", 5, require_all=True)) == {"cjk"}
+    assert ids(table.search("咖啡 coffee", 5, require_all=True)) == set()
+    assert ids(table.search("喝 咖啡", 5, require_all=True)) == {"cjk"}       # with a prefix term
+
+
 def test_title_weighs_more_than_body(table: KeywordTable) -> None:
     table.add("knowledge", "body-mention", "Gardening", "We talked about coffee once, among other things.")
     table.add("knowledge", "title-mention", "Coffee", "Notes on brewing.")

@@ -162,6 +162,7 @@ def test_boolean_require_all_and_fts5_prefix_syntax() -> None:
     assert kq.fts5() == '"xcoffee" OR "k0px2"*'
     assert kq.boolean() == "xcoffee k0px2*"
     assert kq.boolean(require_all=True) == "+xcoffee +k0px2*"
+    assert kq.fts5(require_all=True) == '"xcoffee" AND "k0px2"*'
 
 
 def test_local_score_ranks_more_matching_terms_higher() -> None:
