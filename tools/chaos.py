@@ -37,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from chaos_check import MB, JournalUsage, du, leftovers, stderr_problems, verify  # noqa: E402
+from chaos_check import MB, JournalUsage, du, leftovers, stderr_problems, tail, trace_slots, verify  # noqa: E402
 from chaos_db import Flapper, ProxyFault, SqliteLock  # noqa: E402
 from chaos_plan import (DB_DOWN, EXIT, KILL, PLAIN, CyclePlan, Options, flap_schedule, plan_run,  # noqa: E402
                         queue_config)
@@ -363,18 +363,6 @@ def _stamp(line: bytes, default: float) -> float:
         return default
 
 
-def tail(path: Path, n: int = 1500) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return ""
-    for marker in ("Fatal Python error", "Traceback (most recent call last)"):
-        if marker in text:
-            at = text.index(marker)
-            return text[at:at + n]
-    return text[-n:]
-
-
 class DiskSampler:
     """Samples the journal's disk use every 100 ms against ``max_disk_mb`` x (live processes + 1)."""
 
@@ -407,20 +395,6 @@ class DiskSampler:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-
-
-def trace_slots(queue_dir: Path, out: Path) -> None:
-    """Every slot's state.json and segments after a cycle (``--trace``: to follow a lost record)."""
-    slots: dict[str, Any] = {}
-    for slot in sorted(queue_dir.glob("slot-*")):
-        try:
-            state = json.loads((slot / "state.json").read_text())
-        except (OSError, ValueError):
-            state = None
-        segs = {p.name: p.stat().st_size for p in sorted(slot.glob("seg-*.log"))}
-        slots[slot.name] = {"state": state, "segments": segs}
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(slots, indent=1))
 
 
 def run_chaos(opts: Options, dsn: str, workdir: Path, proxy: Any = None,

@@ -352,3 +352,30 @@ def stderr_problems(paths: Iterable[Path]) -> dict[str, Any]:
                     samples.append(f"{path.name}: {text[at:at + 1500]}")
                 found[marker] += n
     return {"counts": dict(found), "samples": samples}
+
+
+def tail(path: Path, n: int = 1500) -> str:
+    """What a process printed: from its first fatal error or traceback, else its last lines."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    for marker in ("Fatal Python error", "Traceback (most recent call last)"):
+        if marker in text:
+            at = text.index(marker)
+            return text[at:at + n]
+    return text[-n:]
+
+
+def trace_slots(queue_dir: Path, out: Path) -> None:
+    """Every slot's state.json and segments after a cycle (``--trace``: to follow a lost record)."""
+    slots: dict[str, Any] = {}
+    for slot in sorted(queue_dir.glob("slot-*")):
+        try:
+            state = json.loads((slot / "state.json").read_text())
+        except (OSError, ValueError):
+            state = None
+        segs = {p.name: p.stat().st_size for p in sorted(slot.glob("seg-*.log"))}
+        slots[slot.name] = {"state": state, "segments": segs}
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(slots, indent=1))
