@@ -3,8 +3,7 @@ lost record; every record accounted for; check() clean" at one edge.
 
 Real files, processes, locks and databases throughout. Scenarios that could hang or kill the
 interpreter run in a subprocess with a timeout, so a deadlock fails the test instead of pytest.
-Tests marked ``xfail(strict=True)`` reproduce a defect that is not fixed yet; a fix makes them
-pass, which fails the run until the marker is removed.
+Each test failed before the fix it guards.
 """
 
 from __future__ import annotations
@@ -84,8 +83,6 @@ def write_state(slot: Path, **fields: Any) -> None:
 
 
 # -- hostile or absurd state.json ------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="next_segment >= 10**12 names segments with 13+ digits, which start-up "
-                                       "does not recognise: acknowledged records are quarantined, not replayed")
 def test_an_absurd_next_segment_never_costs_acknowledged_records(tmp_path: Path) -> None:
     dsn = f"sqlite:///{tmp_path / 'm.db'}"
     write_state(tmp_path / "queue" / "slot-0", watermark=None, next_segment=10**12)
@@ -96,8 +93,6 @@ def test_an_absurd_next_segment_never_costs_acknowledged_records(tmp_path: Path)
     assert db_ids(dsn, dead["ids"]) == set(dead["ids"]), health["queue"]
 
 
-@pytest.mark.xfail(strict=True, reason="a resume offset past the end of its segment is trusted: every record in "
-                                       "the watermark's segment is skipped silently (check() clean)")
 def test_a_watermark_offset_past_the_segment_end_skips_nothing(tmp_path: Path) -> None:
     dsn = f"sqlite:///{tmp_path / 'm.db'}"
     dead = killed_child(service_config(DEAD_DSN, tmp_path), 50)
@@ -109,10 +104,8 @@ def test_a_watermark_offset_past_the_segment_end_skips_nothing(tmp_path: Path) -
 
 
 @pytest.mark.parametrize("count", [
-    pytest.param(-7, marks=pytest.mark.xfail(strict=True, reason="a negative saved count is trusted: accepted "
-                                             "is understated and check() reports an imbalance")),
-    pytest.param(10**6, marks=pytest.mark.xfail(strict=True, reason="an impossible saved count is trusted: "
-                                                "~10**6 records reported destroyed by corruption")),
+    -7,
+    10**6,
 ])
 def test_saved_counts_that_lie_do_not_corrupt_the_accounting(count: int, tmp_path: Path) -> None:
     dsn = f"sqlite:///{tmp_path / 'm.db'}"
@@ -146,12 +139,8 @@ os._exit(0)  # the writer may be blocked in open(): do not wait for it
 
 
 @pytest.mark.parametrize("where", [
-    pytest.param("dead-letter.jsonl", marks=pytest.mark.xfail(
-        strict=True, reason="DeadLetter.load() opens a FIFO named dead-letter.jsonl with a blocking open(): "
-                            "the writer never starts, nothing reaches the database")),
-    pytest.param("slot-0/state.json.tmp", marks=pytest.mark.xfail(
-        strict=True, reason="atomic_write_json() opens a FIFO named state.json.tmp for writing (blocks "
-                            "forever): the writer hangs in its first state save")),
+    "dead-letter.jsonl",
+    "slot-0/state.json.tmp",
 ])
 def test_a_fifo_in_the_queue_folder_never_blocks_the_writer(where: str, tmp_path: Path) -> None:
     dsn = f"sqlite:///{tmp_path / 'm.db'}"
@@ -192,9 +181,6 @@ os._exit(0)
 """
 
 
-@pytest.mark.xfail(strict=True, reason="a forked child keeps an inherited descriptor of dead-letter.lock: the "
-                                       "flock stays held for the child's lifetime and the parent's writer "
-                                       "blocks in LOCK_EX forever")
 def test_a_fork_during_a_dead_letter_write_does_not_hang_the_parent_writer(tmp_path: Path) -> None:
     dsn = f"sqlite:///{tmp_path / 'm.db'}"
     out = run_script(DEAD_LOCK_FORK, json.dumps(service_config(dsn, tmp_path, max_retries=1)), POISON)
@@ -215,9 +201,6 @@ os._exit(0)
 """
 
 
-@pytest.mark.xfail(strict=True, reason="_adopt() takes every name that parses as a segment, without checking it "
-                                       "is a regular file; read_header() then opens the FIFO and the "
-                                       "constructor blocks forever")
 def test_a_fifo_named_like_a_segment_in_a_dead_slot_never_blocks_start_up(tmp_path: Path) -> None:
     dsn = f"sqlite:///{tmp_path / 'm.db'}"
     out = run_script(ORPHAN_FIFO, json.dumps(service_config(dsn, tmp_path)), str(tmp_path / "queue" / "slot-1"),
@@ -225,9 +208,6 @@ def test_a_fifo_named_like_a_segment_in_a_dead_slot_never_blocks_start_up(tmp_pa
     assert out == {"flushed": True, "problems": []}
 
 
-@pytest.mark.xfail(strict=True, reason="_adopt() unlinks resolved names below the orphan's watermark with "
-                                       "os.unlink, which raises IsADirectoryError for a directory: the whole "
-                                       "orphan is skipped on every start and its records never replay")
 def test_a_directory_named_like_a_resolved_segment_does_not_strand_a_dead_slot(tmp_path: Path) -> None:
     dsn = f"sqlite:///{tmp_path / 'm.db'}"
     holder = MemoryService.from_config(service_config(dsn, tmp_path))  # keeps slot-0
@@ -249,9 +229,6 @@ def test_a_directory_named_like_a_resolved_segment_does_not_strand_a_dead_slot(t
 
 
 # -- disk_full: records held in memory -------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="records held in memory (disk_full) are written before the journal's "
-                                       "backlog: a finish overtakes its own turn, fails 'turn not found' and "
-                                       "is dead-lettered though the turn is replayed moments later")
 def test_a_finish_held_in_memory_never_overtakes_its_turn_on_disk(tmp_path: Path) -> None:
     bound = {"max_dump_file_size_mb": 0.05, "max_disk_mb": 0.3, "max_in_memory": 500, "max_retries": 1,
              "batch_size": 50}  # a batch of held finishes alone: the turns are in later batches

@@ -29,6 +29,10 @@ log = logging.getLogger("memory.service")
 
 
 class _Forkable(Protocol):
+    def _before_fork(self) -> None: ...
+
+    def _after_fork_in_parent(self) -> None: ...
+
     def _after_fork_in_child(self) -> None: ...
 
 
@@ -47,6 +51,22 @@ def untrack(service: _Forkable) -> None:
         _live.discard(service)
 
 
+def _before_fork() -> None:
+    for service in list(_live):
+        try:
+            service._before_fork()
+        except Exception:  # noqa: BLE001
+            log.exception("memory: preparing a service for fork failed")
+
+
+def _after_fork_in_parent() -> None:
+    for service in list(_live):
+        try:
+            service._after_fork_in_parent()
+        except Exception:  # noqa: BLE001
+            log.exception("memory: resuming a service after fork failed")
+
+
 def _after_fork_in_child() -> None:
     global _registry_lock
     _registry_lock = threading.Lock()  # may have been held by another thread at fork time
@@ -57,4 +77,5 @@ def _after_fork_in_child() -> None:
             log.exception("memory: could not detach a service after fork; it will be rebuilt on first use")
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                    after_in_child=_after_fork_in_child)

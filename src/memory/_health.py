@@ -52,6 +52,8 @@ class HealthFacts:
     quarantined: int = 0
     conflicts: int = 0
     journal_problem: str | None = None  # set when records are held in memory only
+    unreadable_folders: int = 0  # vault folders that could not be listed (their notes kept as last synced)
+    notes_not_in_database: int = 0  # vault notes the database rejected or does not hold yet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +80,11 @@ def assess(f: HealthFacts) -> Assessment:
         warnings.append(f"{f.quarantined} damaged journal ranges or unknown files were quarantined")
     if f.conflicts > 0:
         warnings.append(f"{f.conflicts} vault conflict copies wait for a human")
+    if f.unreadable_folders > 0:
+        warnings.append(f"{f.unreadable_folders} vault folders cannot be read; their notes are kept as last synced")
+    if f.notes_not_in_database > 0:
+        warnings.append(f"{f.notes_not_in_database} vault notes are not in the database; `memory vault check` "
+                        "says why")
     if f.journal_problem:
         warnings.append(f"the journal is held in memory only ({f.journal_problem}); a crash would lose records")
     if not warnings:

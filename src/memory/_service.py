@@ -87,25 +87,37 @@ class MemoryService:
         self.store: SqlStore = create_store(config.database)
         self.queue = WriteQueue(config.failure_queue, self.store, clock=self._clock,
                                 warn_interval=config.logging.warn_interval_s)
+        self.vault = Vault(config.vault, self.store)
+        self._watcher = VaultWatcher(self.vault, config.vault.debounce_ms / 1000, prepare=self.store.initialize)
+        # Threads start only once every part exists: nothing is left running if a part fails.
         if self._start_writer:
             self.queue.start()
-        self.vault = Vault(config.vault, self.store)
         # Start-up sync (and, with vault.watch, the live watcher) run on their own thread.
-        self._watcher = VaultWatcher(self.vault, config.vault.debounce_ms / 1000, prepare=self.store.initialize)
         if self._start_vault:
             self._watcher.start(initial_sync=True, watch=config.vault.watch)
 
     # -- fork ---------------------------------------------------------------------------------------
+    def _before_fork(self) -> None:
+        if not self._detached and not self._closed:
+            self.store.before_fork()
+
+    def _after_fork_in_parent(self) -> None:
+        if not self._detached and not self._closed:
+            self.store.after_fork_in_parent()
+
     def _after_fork_in_child(self) -> None:
         """Called in a forked child (see ``memory._forking``): let go of the parent's parts without
         touching its files or connections; the child's own are built on its first call."""
         self._fork_lock = threading.Lock()
         self._ids = IdGenerator()  # its lock may have been held by a parent thread at fork time
-        if self._detached:
-            return  # forked again before it was ever used: nothing of its own to let go of
-        self.queue.abandon()
-        with contextlib.suppress(Exception):
-            self.store.engine.dispose(close=False)  # the parent's sockets stay the parent's
+        # Let go of every real part, even in a child that was itself still building its own
+        # when it forked (never append into a segment another process maps).
+        queue, store = self.__dict__.get("queue"), self.__dict__.get("store")
+        if queue is not None and not isinstance(queue, _Rebuild):
+            queue.abandon()
+        if store is not None and not isinstance(store, _Rebuild):
+            with contextlib.suppress(Exception):
+                store.after_fork_in_child()  # the parent's connections stay the parent's
         if self._closed:
             return
         self._detached = True
@@ -348,12 +360,15 @@ class MemoryService:
             probe = probe_database(self.store, self.config.database.url.password)
         reachable = probe is not None and probe.answered
         conflicts = self.vault.conflicts()
+        vault_report = self.vault.report()
         schema_ready = bool(self.queue.initialized)
         verdict = assess(HealthFacts(
             closed=self._closed, reachable=reachable, schema_ready=schema_ready,
             pending_disk=int(q.get("pending_disk", 0)), dropped=dict(q.get("dropped") or {}),
             quarantined=int(q.get("quarantined", 0)), conflicts=len(conflicts),
-            journal_problem=(q.get("journal_problem") or "memory only") if q.get("journal") == "memory-only" else None))
+            journal_problem=(q.get("journal_problem") or "memory only") if q.get("journal") == "memory-only" else None,
+            unreadable_folders=len(vault_report["unreadable_folders"]),
+            notes_not_in_database=len(vault_report["not_in_database"])))
         error = probe.error if probe is not None else (q.get("last_error") or None)
         return {
             "status": verdict.status,
@@ -364,6 +379,9 @@ class MemoryService:
             "pending": q["pending"],
             "queue": q,
             "vault": {"root": str(self.vault.root), "database_behind": self.vault.db_pending,
-                      "invalid_files": len(self.vault.problems()), "conflicts": conflicts,
+                      "invalid_files": len(vault_report["problems"]), "conflicts": conflicts,
+                      "problems": vault_report["problems"],
+                      "unreadable_folders": vault_report["unreadable_folders"],
+                      "not_in_database": vault_report["not_in_database"],
                       "watching": self._watcher.observer is not None and not self._closed},
         }

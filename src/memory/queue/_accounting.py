@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._item import Item, Pos
-from ._segments import HEADER_LEN, Damage, read_segment
+from ._segments import FRAME_LEN, HEADER_LEN, Damage, read_segment
 
 if TYPE_CHECKING:
     from ._journal import Journal
@@ -145,7 +145,9 @@ def backlog_counts(journal: Journal, pos: Pos, saved: dict[int, int], segments: 
     for seg in segments:
         if seg < pos[0]:
             continue
-        if seg in saved:
+        start = pos[1] if seg == pos[0] else journal.start_of(seg)
+        room = max(0, journal.sizes.get(seg, 0) - start) // (FRAME_LEN + 1)  # the most it can hold
+        if seg in saved and 0 <= saved[seg] <= room:  # a count that cannot be true is recounted
             counts[seg] = saved[seg]
         else:
             start = pos if seg == pos[0] else (seg, journal.start_of(seg))

@@ -10,16 +10,22 @@ after a crash cannot duplicate a dead letter.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
 import os
+import stat
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ._slot import open_new
+
 log = logging.getLogger("memory.queue")
+LOCK_WAIT_S = 5.0
 
 KIND_NAMES = {1: "event", 2: "turn", 3: "finish"}
 
@@ -34,6 +40,7 @@ class DeadLetter:
         self.path = path
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
+        self._lock_warned = False
         self.keys: set[str] = set()
         self.size = 0
         self.loaded = False
@@ -46,9 +53,13 @@ class DeadLetter:
     def entries(self) -> Iterator[dict[str, Any]]:
         """Every well-formed entry; malformed lines are skipped (and reported by ``check``)."""
         try:
-            fh = open(self.path, encoding="utf-8", errors="replace")
-        except FileNotFoundError:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
             return
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device must never block the writer
+            os.close(fd)
+            raise OSError(errno.EINVAL, f"{self.path} is not a regular file")
+        fh = open(fd, encoding="utf-8", errors="replace")
         with fh:
             self.size = os.fstat(fh.fileno()).st_size
             for line in fh:
@@ -61,12 +72,32 @@ class DeadLetter:
     def locked(self) -> Iterator[None]:
         """Exclusive access to the file across processes (a live service and ``memory dead-letter``)."""
         with self._lock:
-            fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(self.path.with_name(self.path.name + ".lock"),
+                         os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                self._lock_file(fd)
                 yield
             finally:
                 os.close(fd)
+
+    def _lock_file(self, fd: int) -> None:
+        # POSIX record locks (lockf), not flock: a forked child does not inherit them, so a fork
+        # in the middle of a dead-letter write can never leave the parent's writer waiting on a
+        # lock held by the child. Bounded: a stuck holder costs a retry, never a hang.
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                    if not self._lock_warned:  # no locks on this file system: in-process lock only
+                        self._lock_warned = True
+                        log.warning("cannot lock the dead-letter file (%s); maintenance commands may race", exc)
+                    return
+                if time.monotonic() >= deadline:
+                    raise OSError(errno.EAGAIN, "the dead-letter file stays locked by another process") from None
+                time.sleep(0.01)
 
     def add(self, entry: dict[str, Any]) -> str:
         """Append an entry durably. Returns ``"written"``, ``"duplicate"`` or ``"full"``.
@@ -80,9 +111,13 @@ class DeadLetter:
         with self.locked():
             if key in self.keys:
                 return "duplicate"
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK
+                         | os.O_CLOEXEC, 0o644)
             try:
-                self.size = os.fstat(fd).st_size
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    raise OSError(errno.EINVAL, f"{self.path} is not a regular file")
+                self.size = st.st_size
                 if self.size + len(line) > self.max_bytes:
                     return "full"
                 os.write(fd, line)
@@ -100,7 +135,7 @@ class DeadLetter:
         tmp = self.path.with_name(self.path.name + ".tmp")
         with self.locked():
             keep = [e for e in (decide(entry) for entry in self.entries()) if e is not None]
-            with open(tmp, "w", encoding="utf-8") as fh:
+            with os.fdopen(open_new(tmp), "w", encoding="utf-8") as fh:
                 for entry in keep:
                     fh.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
                 fh.flush()

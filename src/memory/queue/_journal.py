@@ -8,9 +8,9 @@ decides, typically within 30 s).
 
 Disk accounting counts what is written (``total``), and a new segment is never preallocated
 beyond what ``max_disk_mb`` still allows, so the folder stays within the bound. A segment left
-unsealed by a run that crashed keeps its preallocated zero tail until :meth:`trim_unsealed`
-cuts it at the last written byte (the writer does that first thing), so a crash loop during an
-outage does not fill the disk bound with empty preallocations.
+unsealed by a run that crashed has its preallocated zero tail cut at the last written byte when
+the next run opens the slot (or adopts it), before anything is appended, so a crash loop during
+an outage does not fill the disk bound with empty preallocations.
 
 Segment ids come from ``next_id`` and only grow (see :mod:`._slot`); a segment's readable
 records start at :meth:`start_of` (the header end, or the resume offset an adopted segment
@@ -25,6 +25,7 @@ import logging
 import mmap
 import os
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -62,6 +63,14 @@ class DiskFull(OSError):
     """Appending would exceed ``failure_queue.max_disk_mb``."""
 
 
+def _regular(p: Path) -> bool:
+    """A regular file itself, not through a symlink (FIFOs would block a read forever)."""
+    try:
+        return stat.S_ISREG(os.lstat(p).st_mode)
+    except OSError:
+        return False
+
+
 def _file_size(p: Path) -> int:
     try:
         return p.stat().st_size
@@ -69,9 +78,29 @@ def _file_size(p: Path) -> int:
         return 0
 
 
+def _data_end(fd: int, size: int) -> int:
+    """Where the file's data ends, if the file system can tell cheaply (else ``size``).
+
+    ``SEEK_HOLE`` finds the first hole; ``SEEK_DATA`` from there failing with ENXIO proves
+    nothing but holes follow (a zero page in the *middle*, from a power cut, must not cut off
+    the records after it). Preallocated, never written ranges read as holes on ext4/xfs.
+    """
+    try:
+        hole = os.lseek(fd, HEADER_LEN, os.SEEK_HOLE)
+        if hole >= size:
+            return size
+        try:
+            os.lseek(fd, hole, os.SEEK_DATA)
+        except OSError as exc:
+            return hole if exc.errno == errno.ENXIO else size
+        return size
+    except (OSError, AttributeError):
+        return size
+
+
 def _last_nonzero(fd: int, size: int) -> int:
     """Offset just past the last non-zero byte (payloads are UTF-8 text: a record never ends in 0)."""
-    end = size
+    end = _data_end(fd, size)
     step = 1 << 20
     while end > 0:
         start = max(0, end - step)
@@ -111,6 +140,10 @@ class Journal:
         self.unknown: list[Path] = []
         self.starts: dict[int, int] = {}  # resume offsets (adopted segments, the watermark's)
         self._scan_dir()
+        self.total = 0
+        # A crashed run's segment keeps its preallocated zero tail until it is cut; doing it
+        # here, before anything is appended, keeps a crash loop from filling max_disk_mb.
+        self.trim_unsealed()
         self.next_id = max([state.next_segment, *(s + 1 for s in self.sizes)])
         for seg, off in state.starts.items():
             if seg in self.sizes:
@@ -132,7 +165,7 @@ class Journal:
     # -- start-up ------------------------------------------------------------------------------------
     def _scan_dir(self) -> None:
         for p in self.dir.iterdir():
-            seg = parse_segment_name(p.name) if p.is_file() else None
+            seg = parse_segment_name(p.name) if _regular(p) else None
             if seg is None:
                 if p.name not in _OWN_FILES:
                     self.unknown.append(p)
@@ -162,13 +195,21 @@ class Journal:
 
     def _adopt(self, other: Path, state: SlotState, save: Callable[[], None]) -> int:
         theirs = SlotState.load(other)
-        segs = sorted(s for s in (parse_segment_name(p.name) for p in other.iterdir()) if s is not None)
+        names: dict[int, str] = {}
+        for p in other.iterdir():
+            seg = parse_segment_name(p.name)
+            if seg is None:
+                continue
+            if not _regular(p):  # a FIFO, folder or symlink named like a segment: never opened
+                self.unknown.append(p)
+                continue
+            names[seg] = p.name
         mark = theirs.watermark
         todo = []
-        for seg in segs:
+        for seg in sorted(names):
             if mark is not None and seg < mark[0]:
-                with contextlib.suppress(FileNotFoundError):  # resolved before that process died
-                    os.unlink(other / segment_name(seg))
+                with contextlib.suppress(OSError):  # resolved before that process died
+                    os.unlink(other / names[seg])
             else:
                 todo.append(seg)
         if not todo:
@@ -181,12 +222,14 @@ class Journal:
             start = theirs.starts.get(seg, HEADER_LEN)
             if mark is not None and seg == mark[0]:
                 start = max(start, mark[1])
+            if start > _file_size(other / names[seg]):
+                start = HEADER_LEN  # a resume offset past the end cannot be right: replay it all
             if start > HEADER_LEN:
                 self.starts[new] = start
             self.adopted[new] = theirs.counts.get(seg)
         save()  # our state now names the new ids: a kill from here on leaves them ours
         for seg, new in mapping.items():
-            src, dst = other / segment_name(seg), self.path_of(new)
+            src, dst = other / names[seg], self.path_of(new)
             try:
                 os.replace(src, dst)
             except FileNotFoundError:
@@ -195,6 +238,7 @@ class Journal:
             with self.lock:
                 self._add_existing(new, dst)
                 self.total += self.sizes[new]
+        self.trim_unsealed()  # the orphan's crashed tail, now ours
         theirs.watermark, theirs.starts, theirs.counts = None, {}, {}
         with contextlib.suppress(OSError):
             theirs.save(other)  # keeps its next_segment and lifetime counters
@@ -223,6 +267,7 @@ class Journal:
                     self.total += end - self.sizes[seg]
                     self.sizes[seg] = end
                 self.unsealed.discard(seg)
+            log.info("trimmed the unused preallocated tail of queue segment %s", path.name)
 
     # -- appending -----------------------------------------------------------------------------------
     def path_of(self, seg: int) -> Path:

@@ -40,7 +40,7 @@ def segment_name(seg_id: int) -> str:
 def parse_segment_name(name: str) -> int | None:
     if name.startswith(SEG_PREFIX) and name.endswith(SEG_SUFFIX):
         digits = name[len(SEG_PREFIX):-len(SEG_SUFFIX)]
-        if len(digits) == 12 and digits.isdigit():
+        if 12 <= len(digits) <= 18 and digits.isascii() and digits.isdigit():  # names grow past 12 digits
             return int(digits)
     return None
 

@@ -39,11 +39,12 @@ import fcntl
 import json
 import logging
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ._item import Pos
+Pos = tuple[int, int]  # (segment id, byte offset), as in ._item
 
 log = logging.getLogger("memory.queue")
 
@@ -56,9 +57,20 @@ class SlotError(OSError):
     """The queue folder cannot hold a journal for this process (the queue runs memory-only)."""
 
 
+MAX_SEGMENT_ID = 10**15  # ids above this in a state file are absurd: the state counts as lost
+
+
+def open_new(path: Path) -> int:
+    """A fresh regular file at ``path`` for writing: whatever sat there (a FIFO, a symlink, an old
+    temporary file) is removed first, and the file is created exclusively, never followed."""
+    with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+        os.unlink(path)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+
+
 def atomic_write_json(path: Path, data: Any, fsync: bool = False) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with os.fdopen(open_new(tmp), "w", encoding="utf-8") as fh:
         json.dump(data, fh, separators=(",", ":"))
         if fsync:
             fh.flush()
@@ -66,12 +78,29 @@ def atomic_write_json(path: Path, data: Any, fsync: bool = False) -> None:
     os.replace(tmp, path)
 
 
+def _read_regular(path: Path, limit: int = 16 << 20) -> str:
+    """A small regular file's text. A FIFO, device or symlink put there never blocks or redirects
+    start-up: it raises OSError, and the state counts as lost (replay covers it)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            raise OSError(errno.EINVAL, f"{path} is not a small regular file")
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            return fh.read(limit).decode("utf-8")
+    finally:
+        os.close(fd)
+
+
 def _int_map(raw: Any) -> dict[int, int]:
+    """Segment id -> non-negative int; entries that are not plausible are left out (rescanned)."""
     out: dict[int, int] = {}
     if isinstance(raw, dict):
         for k, v in raw.items():
             with contextlib.suppress(TypeError, ValueError):
-                out[int(k)] = int(v)
+                seg, n = int(k), int(v)
+                if 0 < seg < MAX_SEGMENT_ID and 0 <= n < 1 << 62:
+                    out[seg] = n
     return out
 
 
@@ -96,7 +125,7 @@ class SlotState:
     @classmethod
     def load(cls, slot_dir: Path) -> SlotState:
         try:
-            data = json.loads((slot_dir / STATE_FILE).read_text(encoding="utf-8"))
+            data = json.loads(_read_regular(slot_dir / STATE_FILE))
         except (OSError, ValueError):
             return cls()
         if not isinstance(data, dict):
@@ -108,6 +137,12 @@ class SlotState:
             mark = (raw[0], raw[1])
         nxt = data.get("next_segment")
         nxt = nxt if isinstance(nxt, int) and not isinstance(nxt, bool) else 1
+        if not 0 < nxt < MAX_SEGMENT_ID or (mark is not None and not (0 < mark[0] < MAX_SEGMENT_ID
+                                                                       and 0 <= mark[1] < 1 << 62)):
+            # Absurd values: a state that cannot be right is no state (everything is replayed,
+            # idempotently) — never a reason to skip or misname a segment.
+            log.warning("ignoring implausible queue state in %s", slot_dir)
+            return cls()
         if mark is not None:
             nxt = max(nxt, mark[0] + 1)  # states written before next_segment existed
         lifetime = data.get("lifetime")

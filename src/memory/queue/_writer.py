@@ -136,14 +136,21 @@ class WriteQueue:
                     journal.delete(seg)
             segs = journal.segments()
             if segs and segs[0] == mark[0]:
-                journal.starts[mark[0]] = max(journal.start_of(mark[0]), mark[1])
+                start = max(journal.start_of(mark[0]), mark[1])
+                # A watermark past the segment's end cannot be right: replay the segment whole
+                # (idempotent) rather than skip records it holds.
+                journal.starts[mark[0]] = start if start <= journal.sizes.get(mark[0], 0) else HEADER_LEN
         return (segs[0], journal.start_of(segs[0])) if segs else (journal.next_id, HEADER_LEN)
 
     def _start_up(self) -> None:
         """Writer-thread start-up work (never in the constructor): trim crashed runs' preallocated
         tails, load the dead-letter ids, count the backlog so accepted/pending are exact."""
         self.journal.trim_unsealed()
-        self.dead.load()
+        try:
+            self.dead.load()
+        except OSError as exc:  # an unusable folder: dead letters go nowhere, records stay pending
+            self.dead.loaded = True
+            self.warn.warning("deadletter-load", "cannot read the dead-letter file (%s)", exc)
         journal = self.journal
         earlier = [s for s in journal.segments() if s < journal.first_new]
         saved = dict(self.state.counts)
@@ -435,7 +442,11 @@ class WriteQueue:
     def _failed(self, it: Item, exc: Exception | None, now: float, reason: str) -> None:
         text = f"{reason}: {exc}" if exc is not None else reason
         wall = self.wall()
-        it.attempts += 1
+        # A finish whose turn is not in the database yet, while older records still wait in the
+        # journal (a backlog being replayed, records held in memory at the disk bound), has not
+        # failed: its turn is probably among them. Only a drained stream makes it count.
+        if reason != "turn not found" or not self._backlog():
+            it.attempts += 1
         if not it.first_error:
             it.first_error, it.first_failed_at = text, wall
         it.last_error, it.last_failed_at = text, wall
@@ -443,7 +454,7 @@ class WriteQueue:
         if it.attempts >= self.cfg.max_retries:
             self._dead_letter(it, reason)
             return
-        it.next_at = now + backoff(it.attempts, self.cfg.retry_base_delay_s, self.cfg.retry_max_delay_s)
+        it.next_at = now + backoff(max(1, it.attempts), self.cfg.retry_base_delay_s, self.cfg.retry_max_delay_s)
         self.retry.put(it)
 
     def _dead_letter(self, it: Item, reason: str) -> None:
@@ -466,6 +477,11 @@ class WriteQueue:
                 self.ledger.dead_lettered += 1
         self._state_dirty = True
         log.warning("record %s dead-lettered after %d attempts: %s", it.key, it.attempts, it.last_error)
+
+    def _backlog(self) -> bool:
+        """True while the stream has records the writer has not taken yet (disk, window, memory)."""
+        with self._lock:
+            return bool(self.volatile) or self._pos < self.journal.head_unlocked()
 
     def _retry_due(self, now: float) -> bool:
         due = self.retry.due(now, self.cfg.batch_size)
@@ -632,6 +648,7 @@ class WriteQueue:
         if self._finalized:
             return
         self._finalized = True
+        self._spill_volatile()
         self.journal.close()  # sealed first, so a fully resolved last segment can go too
         try:
             self._state_dirty = True
@@ -640,6 +657,31 @@ class WriteQueue:
             log.warning("close: cannot save queue state: %s", exc)
         if self.slot is not None:
             self.slot.release()
+
+    def _spill_volatile(self) -> None:
+        """At close, records held only in memory go to the journal if it takes them now; the rest
+        are lost with the process, so they are counted (and logged) as dropped, never silent."""
+        with self._lock:
+            # done volatile records are committed or already on the retry list (taken below)
+            held = [it for it in self.volatile.snapshot() if not it.done]
+            self.volatile.clear()
+        held += [it for it in self.retry.items() if it.seg < 0]
+        lost = 0
+        for it in held:
+            try:
+                data, _ = encode(it.kind, it.row)
+                with self._lock:
+                    seg, _start, _end = self.journal.append(data)
+                    self.ledger.expected[seg] = self.ledger.expected.get(seg, 0) + 1
+            except Exception:  # noqa: BLE001 - the journal is full or unusable: counted below
+                lost += 1
+                continue
+            self.retry.remove(it)
+        if lost:
+            with self._lock:
+                self.ledger.dropped["memory_at_close"] += lost
+            log.error("close: %d records held only in memory (journal full or unusable, database unreachable) "
+                      "were lost", lost)
 
     def abandon(self) -> None:
         """Drop this queue without touching its files (in a forked child; or to model kill -9).

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import gc
 import logging
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,7 @@ class SqlStore(Store):
 
     def __init__(self, config: DatabaseConfig) -> None:
         self.config = config
+        self._init_lock = threading.Lock()
         self._head_revision: str | None = None
         self.engine: Engine = self._create_engine(config)
 
@@ -259,7 +261,9 @@ class SqlStore(Store):
         stamped but incomplete (a table dropped by hand, a half-restored dump) is reported as not
         ready, never as ready: the writer keeps the records journaled and tries again.
         """
-        with self._errors(), self.engine.connect() as conn:
+        # One upgrade at a time within the process too (the writer and the vault's first sync
+        # both ask); the schema lock serializes processes, and may be unavailable (no flock).
+        with self._init_lock, self._errors(), self.engine.connect() as conn:
             with self.schema_lock(conn):
                 command.upgrade(alembic_config(conn), "head")
                 conn.commit()
@@ -457,6 +461,18 @@ class SqlStore(Store):
             return True
         except Exception:  # noqa: BLE001 - ping answers yes or no, never raises
             return False
+
+    def before_fork(self) -> None:
+        """Called in the parent just before ``os.fork()`` (see ``memory._forking``)."""
+
+    def after_fork_in_parent(self) -> None:
+        """Called in the parent just after ``os.fork()``."""
+
+    def after_fork_in_child(self) -> None:
+        """Let go of the parent's pooled connections without closing them (in a forked child):
+        closing would say goodbye on sockets the parent still uses."""
+        with contextlib.suppress(Exception):
+            self.engine.dispose(close=False)
 
     def dispose(self) -> None:
         with contextlib.suppress(Exception):

@@ -20,8 +20,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,8 +35,58 @@ from .._config import DatabaseConfig
 from .._errors import StoreError, StoreUnavailable
 from ._sql import EVENT_COLS, SqlStore
 
+log = logging.getLogger("memory.store")
+SCHEMA_LOCK_WAIT_S = 120.0  # like MySQL's GET_LOCK wait: a stuck upgrader never blocks forever
+
 _TRANSIENT = ("locked", "readonly", "read-only", "unable to open", "disk i/o", "disk is full", "no such table",
               "busy", "not a database", "interrupted", "closed")
+
+
+FORK_WAIT_S = 2.0  # how long a fork waits for SQLite calls in progress to finish
+
+# SQLite's lock bookkeeping is per process, so whether it survived a fork intact is a fact about
+# the process, not about one store object: stores built in a child after an unsafe fork refuse.
+_inherited_busy: str | None = None
+
+
+class _ForkGate:
+    """Counts threads inside SQLite, so a fork can wait for a moment when there are none."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._busy = 0
+        self._forking = False
+        self.idle_at_fork = True
+
+    def enter(self) -> None:
+        with self._cond:
+            while self._forking:
+                self._cond.wait()
+            self._busy += 1
+
+    def leave(self) -> None:
+        with self._cond:
+            self._busy = max(0, self._busy - 1)
+            if self._busy == 0:
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def op(self) -> Iterator[None]:
+        self.enter()
+        try:
+            yield
+        finally:
+            self.leave()
+
+    def before_fork(self, timeout: float) -> None:
+        with self._cond:
+            self._forking = True  # no new call starts until the fork is done
+            self.idle_at_fork = self._cond.wait_for(lambda: self._busy == 0, timeout)
+
+    def after_fork(self) -> None:
+        with self._cond:
+            self._forking = False
+            self._cond.notify_all()
 
 
 class SqliteStore(SqlStore):
@@ -55,8 +108,33 @@ class SqliteStore(SqlStore):
         engine = create_engine(url, connect_args={"timeout": config.sqlite_busy_timeout, "check_same_thread": False},
                                pool_size=config.pool_size, max_overflow=config.max_overflow)
 
+        self._connections: dict[int, sqlite3.Connection] = {}  # open DBAPI connections (for fork)
+        connections = self._connections
+        gate = self._gate = _ForkGate()
+
+        @event.listens_for(engine, "do_connect")
+        def _do_connect(dialect: Any, _rec: object, cargs: Any, cparams: Any) -> sqlite3.Connection:
+            if _inherited_busy is not None:
+                raise sqlite3.OperationalError(_inherited_busy)
+            with gate.op():
+                return dialect.loaded_dbapi.connect(*cargs, **cparams)  # type: ignore[no-any-return]
+
+        @event.listens_for(engine, "checkout")
+        def _on_checkout(*_: object) -> None:
+            gate.enter()
+
+        @event.listens_for(engine, "checkin")
+        def _on_checkin(*_: object) -> None:
+            gate.leave()
+
+        @event.listens_for(engine, "close")
+        @event.listens_for(engine, "close_detached")
+        def _on_close(dbapi_conn: sqlite3.Connection, *_: object) -> None:
+            connections.pop(id(dbapi_conn), None)
+
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+            connections[id(dbapi_conn)] = dbapi_conn
             dbapi_conn.isolation_level = None  # transactions are begun explicitly below
             cur = dbapi_conn.cursor()
             try:
@@ -117,10 +195,58 @@ class SqliteStore(SqlStore):
         lock_path = self.path.with_name(self.path.name + ".migrate-lock")
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            deadline = time.monotonic() + SCHEMA_LOCK_WAIT_S
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                        # No locks on this file system (NFS without a lock daemon, some FUSE):
+                        # every migration step is idempotent, so upgrading unserialized is safe.
+                        log.warning("cannot lock %s (%s); upgrading the schema without the lock", lock_path, exc)
+                        break
+                    if time.monotonic() >= deadline:
+                        raise StoreUnavailable(f"another process has held {lock_path.name} for "
+                                               f"{SCHEMA_LOCK_WAIT_S:.0f}s; schema upgrade will be retried") from None
+                    time.sleep(0.05)
             yield
         finally:
             os.close(fd)
+
+    def before_fork(self) -> None:
+        """Let no connection be in use at the moment of a fork (waits briefly for those that are)."""
+        self._gate.before_fork(FORK_WAIT_S)
+
+    def after_fork_in_parent(self) -> None:
+        self._gate.after_fork()
+
+    def after_fork_in_child(self) -> None:
+        """Close every connection inherited from the parent (in a forked child).
+
+        SQLite keeps per-process lock bookkeeping per file. A child inherits the parent's, so
+        while the inherited connections stay open its *new* connections believe they already
+        hold locks the kernel never gave the child; once the parent dies another process may
+        reset the WAL under them (commits lost, or SIGBUS on the shared memory). Closing them
+        clears that state; it changes nothing for the parent, whose locks are its own.
+
+        Closing is only safe if no thread was inside SQLite at the fork (its mutex would be held
+        forever). The fork gate makes that the rule; if a call outlasted the wait, this process
+        cannot use SQLite safely at all: its records stay in its journal (durable), health says
+        why, and the next process to start on the folder writes them.
+        """
+        global _inherited_busy
+        idle = self._gate.idle_at_fork
+        self._gate = _ForkGate()
+        if not idle:
+            _inherited_busy = ("a SQLite call was in progress when this process was forked; SQLite cannot be "
+                               "used safely here, records wait in the journal for the next process")
+            return
+        for conn in list(self._connections.values()):
+            with contextlib.suppress(Exception):
+                conn.close()
+        self._connections.clear()
+        super().after_fork_in_child()
 
     def classify(self, exc: BaseException) -> StoreError:
         orig = getattr(exc, "orig", exc)
