@@ -13,8 +13,9 @@ Every record flows one way::
 
 Each invariant lives in one module: the slot and its saved state in :mod:`._slot`, segments
 and disk accounting in :mod:`._journal`, the memory window in :mod:`._window`, retry timing in
-:mod:`._retry`, the counters in :mod:`._accounting`, the fsync cadence in :mod:`._sync`. This
-module only moves records between them.
+:mod:`._retry`, the counters in :mod:`._accounting`, the fsync cadence in :mod:`._sync`, the fate of
+each record of a batch (commit, retry, dead letter) in :mod:`._batch`. This module only moves
+records between them.
 
 Transient failures never count against ``max_retries``: a database that is down for an hour
 must not turn an hour of records into dead letters. Only failures caused by the row itself
@@ -31,15 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from .._config import FailureQueueConfig
-from .._errors import StoreRejected, StoreUnavailable
-from .._records import EVENT, FINISH, TURN
 from ..store import Store
 from ._accounting import Ledger, QueueView, backlog_counts, check, stats
+from ._batch import KEPT_TRANSIENT, RESOLVED, BatchWriter
 from ._deadletter import DeadLetter
 from ._item import Item, Pos, RateLimitedLog
 from ._journal import DEAD_LETTER_FILE, DiskFull, Journal, NullJournal, quarantine
 from ._reader import SpillReader
-from ._retry import Breaker, RetryList, backoff
+from ._retry import Breaker, RetryList
 from ._segments import HEADER_LEN, encode
 from ._slot import Slot, SlotError, SlotState
 from ._sync import JournalSyncer
@@ -68,11 +68,12 @@ class WriteQueue:
         self.retry = RetryList(self._lock)
         self.dead = DeadLetter(self.root / DEAD_LETTER_FILE, int(config.dead_letter_max_mb * 1024 * 1024))
         self.breaker = Breaker(config.breaker_threshold, config.retry_base_delay_s, config.retry_max_delay_s)
+        self.batches = BatchWriter(config, store, self.ledger, self.retry, self.dead, self.breaker, self._lock,
+                                   clock, wall, self.warn, self._backlog)
         self._inflight: list[Item] = []
         self._inflight_next: Pos | None = None
         self._inflight_mem_last = self._inflight_vol_last = -1
         self._last_save = 0.0
-        self._suspect = 0
         self._quarantined_files = 0
         self.initialized = False
         self.closed = False
@@ -294,7 +295,7 @@ class WriteQueue:
             return self.breaker.retry_at - now
         if not self.initialized and not self.initialize(now):
             return max(self.breaker.retry_at - now, 0.001)
-        worked = self._retry_due(now)
+        worked = self.batches.retry_due(now)
         if self._inflight or self._fill_inflight():
             worked = True
             if not self._write_inflight(now):
@@ -312,6 +313,7 @@ class WriteQueue:
         due = now + interval if nxt is None else nxt
         with self._lock:
             quiet = (not self.window and not self.retry and not self.volatile and not self._state_dirty
+                     and not self.batches.changed
                      and not self.journal.dirty and self._at_head(self._pos))
             if quiet:
                 # Nothing at all to do: sleep until an append wakes us (no polling while idle).
@@ -350,20 +352,6 @@ class WriteQueue:
         return items, nxt
 
     # -- writing ----------------------------------------------------------------------------------------
-    def _attempt(self, items: list[Item]) -> tuple[str, Exception | None, list[Item]]:
-        events = [it.row for it in items if it.kind == EVENT]
-        turns = [it.row for it in items if it.kind == TURN]
-        fins = [it for it in items if it.kind == FINISH]
-        try:
-            missing = self.store.write_batch(events, turns, [it.row for it in fins])
-        except StoreUnavailable as exc:
-            return "transient", exc, []
-        except StoreRejected as exc:
-            return "permanent", exc, []
-        except Exception as exc:  # noqa: BLE001 - unknown: isolate rather than block everything
-            return "permanent", exc, []
-        return "ok", None, [fins[i] for i in missing]
-
     def _write_inflight(self, now: float) -> bool:
         """Write the in-flight batch. False on a transient failure (the batch is kept)."""
         todo = [it for it in self._inflight if not it.done]
@@ -375,130 +363,20 @@ class WriteQueue:
                     self.ledger.dead_lettered += 1
             todo = [it for it in todo if not it.done]
         if todo:
-            status, exc, missing = self._attempt(todo)
-            if status == "transient":
-                return self._transient(todo, exc, now)
-            if status == "permanent":
-                try:
-                    self._isolate(todo, exc, now)
-                except _Interrupted:
-                    return False
-            else:
-                self._committed(todo, missing, now)
-        self.breaker.success()
-        self._suspect = 0
+            outcome = self.batches.write(todo, now)
+            if outcome == KEPT_TRANSIENT:
+                self.initialized = False  # re-check the schema before the next write (file replaced, etc.)
+            if outcome != RESOLVED:
+                return False
+        else:
+            self.breaker.success()
         self._advance()
         return True
-
-    def _transient(self, todo: list[Item], exc: Exception | None, now: float) -> bool:
-        # A batch that keeps failing "transiently" against a database that answers a ping is
-        # probably breaking the connection itself (e.g. a row over max_allowed_packet): isolate.
-        self.initialized = False  # re-check the schema before the next write (file replaced, etc.)
-        if getattr(exc, "row_suspect", False) and self.store.ping():
-            self._suspect += 1
-            if self._suspect >= 2:
-                self._suspect = 0
-                self.initialized = True
-                try:
-                    self._isolate(todo, exc, now)
-                except _Interrupted:
-                    return False
-                self._advance()
-                return True
-        wait = self.breaker.failure(now, str(exc))
-        self.warn.warning("db", "database write failed (%s); %d records waiting, retry in %.1fs",
-                          exc, self.ledger.pending(), wait)
-        return False
-
-    def _isolate(self, items: list[Item], exc: Exception | None, now: float) -> None:
-        """Split a rejected batch until each bad record stands alone; commit the rest."""
-        if len(items) == 1:
-            self._failed(items[0], exc, now, "rejected")
-            return
-        mid = len(items) // 2
-        for half in (items[:mid], items[mid:]):
-            status, err, missing = self._attempt(half)
-            if status == "ok":
-                self._committed(half, missing, now)
-            elif status == "permanent":
-                self._isolate(half, err, now)
-            else:
-                self.breaker.failure(now, str(err))
-                raise _Interrupted
-
-    def _committed(self, items: list[Item], missing: list[Item], now: float) -> None:
-        miss = {id(it) for it in missing}
-        n = 0
-        for it in items:
-            if id(it) in miss:
-                self._failed(it, None, now, "turn not found")
-            elif not it.done:
-                it.done = True
-                n += 1
-        with self._lock:
-            self.ledger.committed += n
-        self._state_dirty = True
-
-    def _failed(self, it: Item, exc: Exception | None, now: float, reason: str) -> None:
-        text = f"{reason}: {exc}" if exc is not None else reason
-        wall = self.wall()
-        # A finish whose turn is not in the database yet, while older records still wait in the
-        # journal (a backlog being replayed, records held in memory at the disk bound), has not
-        # failed: its turn is probably among them. Only a drained stream makes it count.
-        if reason != "turn not found" or not self._backlog():
-            it.attempts += 1
-        if not it.first_error:
-            it.first_error, it.first_failed_at = text, wall
-        it.last_error, it.last_failed_at = text, wall
-        it.done = True  # resolved from the stream's point of view; the retry list owns it now
-        if it.attempts >= self.cfg.max_retries:
-            self._dead_letter(it, reason)
-            return
-        it.next_at = now + backoff(max(1, it.attempts), self.cfg.retry_base_delay_s, self.cfg.retry_max_delay_s)
-        self.retry.put(it)
-
-    def _dead_letter(self, it: Item, reason: str) -> None:
-        entry = {"kind": it.kind, "row": list(it.row), "reason": reason, "attempts": it.attempts,
-                 "first_error": it.first_error, "last_error": it.last_error,
-                 "first_failed_at": it.first_failed_at, "last_failed_at": it.last_failed_at,
-                 "dead_at": self.wall()}
-        try:
-            outcome = self.dead.add(entry)
-        except OSError as exc:
-            it.next_at = self.clock() + self.cfg.retry_max_delay_s
-            self.retry.put(it)  # keep it: it may only leave the journal once it is safe
-            self.warn.warning("deadletter", "cannot write the dead-letter file (%s); will retry", exc)
-            return
-        self.retry.remove(it)
-        with self._lock:
-            if outcome == "full":
-                self.ledger.dropped["dead_letter_full"] += 1
-            else:
-                self.ledger.dead_lettered += 1
-        self._state_dirty = True
-        log.warning("record %s dead-lettered after %d attempts: %s", it.key, it.attempts, it.last_error)
 
     def _backlog(self) -> bool:
         """True while the stream has records the writer has not taken yet (disk, window, memory)."""
         with self._lock:
             return bool(self.volatile) or self._pos < self.journal.head_unlocked()
-
-    def _retry_due(self, now: float) -> bool:
-        due = self.retry.due(now, self.cfg.batch_size)
-        for it in due:
-            status, exc, missing = self._attempt([it])
-            if status == "transient":
-                self.breaker.failure(now, str(exc))
-                return True
-            self.retry.remove(it)
-            if status == "ok" and not missing:
-                it.done = True
-                with self._lock:
-                    self.ledger.committed += 1
-                self._state_dirty = True
-            else:
-                self._failed(it, exc, now, "rejected" if status == "permanent" else "turn not found")
-        return bool(due)
 
     def _advance(self) -> None:
         """The in-flight batch is resolved: move the read position and trim the memory windows."""
@@ -533,6 +411,8 @@ class WriteQueue:
         # state.json only lets a restart skip what is already resolved, so saving it (and the
         # segment deletions that must follow a save) a few times a second is plenty.
         now = self.clock()
+        if self.batches.changed:
+            self._state_dirty, self.batches.changed = True, False
         if not self._state_dirty or (not force and now - self._last_save < 0.25) or self.slot is None:
             return
         self._last_save = now
@@ -694,6 +574,7 @@ class WriteQueue:
         lock = threading.Lock()  # appends after this (dropped as "closed") must not deadlock
         self._lock = self.journal.lock = self.ledger.lock = lock
         self.retry.relock(lock)
+        self.batches.relock(lock)
         self.journal.abandon()
         if self.slot is not None:
             self.slot.abandon()
@@ -705,7 +586,7 @@ class WriteQueue:
             led = self.ledger
             return QueueView(led.accepted, led.committed, led.dead_lettered, led.recovered, dict(led.dropped),
                              len(self.window), len(self.volatile), side, self._pos, mark, self.cfg.max_in_memory,
-                             self.cfg.max_dump_backups, self._state_dirty)
+                             self.cfg.max_dump_backups, self._state_dirty or self.batches.changed)
 
     def check(self) -> list[str]:
         """Reconcile counters with what is really held; call when idle (after flush or close)."""
@@ -719,6 +600,3 @@ class WriteQueue:
                     "lifetime": self.lifetime_totals()})
         return out
 
-
-class _Interrupted(Exception):
-    """A transient failure in the middle of isolating a batch; resume after backoff."""
