@@ -8,12 +8,14 @@ set it in their teardown so the blocked threads can end).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import subprocess
 import sys
 import textwrap
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -246,3 +248,27 @@ def test_process_with_hung_memory_exits_at_the_end_of_main(shutdown: bool) -> No
         pytest.fail(f"the process did not exit after its main ended (stdout {exc.stdout!r})")
     assert out.returncode == 0, out.stderr
     assert "main done" in out.stdout
+
+
+def test_hooks_keep_working_in_a_forked_child(tmp_path: Path) -> None:
+    """The hooks' workers do not survive fork(): a child must start its own, not queue forever."""
+    script = r"""
+import os, sys, json
+from core_hooks import MemoryHooks
+
+class Memory:
+    def append_event(self, obs, session, gate_result=None, meta=None):
+        return {"event_id": "e-%d" % os.getpid()}
+
+hooks = MemoryHooks(Memory(), timeout=2.0)
+assert hooks.after_gate({"session_key": "s"}, "deliver")  # the parent's workers exist now
+pid = os.fork()
+if pid == 0:
+    got = hooks.after_gate({"session_key": "s"}, "deliver")
+    os._exit(0 if got == "e-%d" % os.getpid() else 3)
+_, status = os.waitpid(pid, 0)
+print(json.dumps({"child": os.waitstatus_to_exitcode(status)}))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"child": 0}

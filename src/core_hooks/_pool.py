@@ -21,6 +21,7 @@ import collections
 import concurrent.futures
 import dataclasses
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -100,11 +101,22 @@ class BoundedPool:
         self._closed = False
         self.submitted = self.completed = self.failed = self.abandoned = 0
         self.dropped: collections.Counter[str] = collections.Counter()
+        self._pid = os.getpid()
+
+    def _after_fork(self) -> None:
+        """In a forked child the workers do not exist (and the lock may be held by one of them):
+        start afresh. Calls queued in the parent are the parent's."""
+        self._pid = os.getpid()
+        self._cv = threading.Condition()
+        self._queue = collections.deque()
+        self._started, self._threads, self._idle = {}, [], 0
 
     # -- the caller's side ----------------------------------------------------------------------------
     def submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
         """A future for ``fn()``; one already failed with :class:`Dropped` if the call was refused."""
         fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+        if self._pid != os.getpid():
+            self._after_fork()
         with self._cv:
             self.submitted += 1
             self._purge_cancelled()
