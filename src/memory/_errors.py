@@ -17,6 +17,8 @@ and from config loading.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 
 class MemoryServiceError(Exception):
     """Base class of every error raised by ``memory``."""
@@ -59,3 +61,16 @@ class StoreRejected(StoreError):
 
 class InvalidKeyError(MemoryServiceError, ValueError):
     """A vault key or user id that is empty, absolute, contains ``..`` or NUL, or escapes the vault."""
+
+
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and everything it wraps (a driver's ``orig``, causes, contexts), each once."""
+    seen: set[int] = set()
+    todo: list[object] = [exc]
+    while todo:
+        e = todo.pop()
+        if not isinstance(e, BaseException) or id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        todo += [getattr(e, "orig", None), e.__cause__, e.__context__]

@@ -34,6 +34,8 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
+from ._errors import exception_chain
+
 OK, STARTING, DEGRADED, CLOSED, DOWN, DISABLED = "ok", "starting", "degraded", "closed", "down", "disabled"
 EXIT_OK, EXIT_DEGRADED, EXIT_DOWN = 0, 1, 2
 
@@ -103,21 +105,13 @@ class Probe:
 
 def unreachable(exc: BaseException) -> bool:
     """True if ``exc`` (or anything it wraps) says no connection could be opened at all."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
+    for e in exception_chain(exc):
         if isinstance(e, (ConnectionRefusedError, socket.gaierror)):
             return True
         if isinstance(e, OSError) and not isinstance(e, ConnectionResetError) and e.errno in _UNREACHABLE_ERRNOS:
             return True
         if isinstance(e, sqlite3.OperationalError) and "unable to open database file" in str(e):
             return True
-        orig = getattr(e, "orig", None)
-        todo += [orig if isinstance(orig, BaseException) else None, e.__cause__, e.__context__]
     return False
 
 

@@ -235,11 +235,8 @@ class WriteQueue:
 
     # -- reads (L1) --------------------------------------------------------------------------------
     def pending_items(self) -> list[Item]:
-        """Unresolved records held in memory, oldest first (for read-your-writes).
-
-        Only references are copied under the lock (a few dozen); the list is built outside it,
-        so a read never holds up appends for longer than that.
-        """
+        """Unresolved records held in memory, oldest first (for read-your-writes). Only a few dozen
+        references are copied under the lock; the list is built outside it, never holding up appends."""
         with self._lock:
             vol = self.volatile.snapshot()
             inflight = self._inflight

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy import exc as sa_exc
 
 from .._config import DatabaseConfig, redact
-from .._errors import StoreError, StoreRejected, StoreUnavailable
+from .._errors import StoreError, StoreRejected, StoreUnavailable, exception_chain
 from ._base import Row, Store
 
 log = logging.getLogger("memory.store")
@@ -226,17 +226,10 @@ class SqlStore(Store):
         secrets = self.config.secrets
         if not secrets:
             return
-        seen: set[int] = set()
-        todo: list[BaseException | None] = [exc]
-        while todo:
-            e = todo.pop()
-            if e is None or id(e) in seen:
-                continue
-            seen.add(id(e))
+        for e in exception_chain(exc):
             with contextlib.suppress(Exception):
                 if any(secret in str(e) for secret in secrets):
                     e.args = tuple(redact(a, secrets) if isinstance(a, str) else a for a in e.args)
-            todo += [getattr(e, "orig", None), e.__cause__, e.__context__]
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
         return StoreUnavailable(self._message(exc))
