@@ -207,7 +207,7 @@ class SqlStore(Store):
             mapped = self.classify(exc)
             if mapped.transient:
                 with contextlib.suppress(Exception):
-                    self.engine.dispose()  # drop connections that may be dead (server restarted)
+                    self._drop_pool()  # drop connections that may be dead (server restarted)
             raise mapped from exc
 
     def _message(self, exc: BaseException) -> str:
@@ -467,9 +467,13 @@ class SqlStore(Store):
         with contextlib.suppress(Exception):
             self.engine.dispose(close=False)
 
+    def _drop_pool(self) -> None:
+        """Close every pooled connection (dialects may need to guard this)."""
+        self.engine.dispose()
+
     def dispose(self) -> None:
         with contextlib.suppress(Exception):
-            self.engine.dispose()
+            self._drop_pool()
         # A DBAPI connection dropped without close() (sqlite3 keeps a self-referencing statement
         # cache) holds its file handles until the cyclic GC runs; dispose means "let go now".
         gc.collect()

@@ -116,8 +116,17 @@ class SqliteStore(SqlStore):
         def _do_connect(dialect: Any, _rec: object, cargs: Any, cparams: Any) -> sqlite3.Connection:
             if _inherited_busy is not None:
                 raise sqlite3.OperationalError(_inherited_busy)
-            with gate.op():
-                return dialect.loaded_dbapi.connect(*cargs, **cparams)  # type: ignore[no-any-return]
+            with gate.op():  # connecting and set-up run inside SQLite: a fork must not cut them
+                dbapi_conn: sqlite3.Connection = dialect.loaded_dbapi.connect(*cargs, **cparams)
+                dbapi_conn.isolation_level = None  # transactions are begun explicitly below
+                cur = dbapi_conn.cursor()
+                try:
+                    cur.execute(f"PRAGMA busy_timeout={busy_ms}")
+                    cur.execute("PRAGMA journal_mode=WAL")
+                    cur.execute("PRAGMA synchronous=NORMAL")
+                finally:
+                    cur.close()
+                return dbapi_conn
 
         @event.listens_for(engine, "checkout")
         def _on_checkout(*_: object) -> None:
@@ -135,14 +144,6 @@ class SqliteStore(SqlStore):
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
             connections[id(dbapi_conn)] = dbapi_conn
-            dbapi_conn.isolation_level = None  # transactions are begun explicitly below
-            cur = dbapi_conn.cursor()
-            try:
-                cur.execute(f"PRAGMA busy_timeout={busy_ms}")
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA synchronous=NORMAL")
-            finally:
-                cur.close()
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
@@ -159,7 +160,7 @@ class SqliteStore(SqlStore):
         except FileNotFoundError:
             inode = None
         if self._inode is not None and inode != self._inode:
-            self.engine.dispose()
+            self._drop_pool()
             self._inode = inode
             raise StoreUnavailable(f"SQLite file {self.path} was deleted or replaced; reopening")
         self._inode = inode
@@ -242,11 +243,28 @@ class SqliteStore(SqlStore):
             _inherited_busy = ("a SQLite call was in progress when this process was forked; SQLite cannot be "
                                "used safely here, records wait in the journal for the next process")
             return
-        for conn in list(self._connections.values()):
-            with contextlib.suppress(Exception):
-                conn.close()
+        conns = list(self._connections.values())
         self._connections.clear()
+
+        def close_all() -> None:
+            for conn in conns:
+                with contextlib.suppress(Exception):
+                    conn.close()
+
+        # Backstop: if closing blocks anyway (SQLite state a vanished thread left locked), give up
+        # on SQLite in this process instead of hanging the child.
+        closer = threading.Thread(target=close_all, name="memory-fork-close", daemon=True)
+        closer.start()
+        closer.join(FORK_WAIT_S)
+        if closer.is_alive():
+            _inherited_busy = ("SQLite state inherited from the parent is locked; SQLite cannot be used safely "
+                               "in this process, records wait in the journal for the next process")
+            return
         super().after_fork_in_child()
+
+    def _drop_pool(self) -> None:
+        with self._gate.op():  # closing connections runs inside SQLite too
+            self.engine.dispose()
 
     def classify(self, exc: BaseException) -> StoreError:
         orig = getattr(exc, "orig", exc)
