@@ -58,7 +58,7 @@ def assert_real_run(s: dict[str, Any], cycles: int, min_acked: int) -> None:
 @pytest.mark.slow
 def test_chaos_sqlite(tmp_path: Path) -> None:
     s = run_chaos(tmp_path, f"sqlite:///{tmp_path / 'chaos.db'}", "--cycles", "20", "--seed", "11")
-    assert_real_run(s, 20, 20_000)
+    assert_real_run(s, 20, 10_000)
     assert s["processes"].get("killed_early", 0) >= 2 and s["processes"].get("exited", 0) >= 2, report(s)
     assert s["dead_lettered"] > 0, report(s)  # rejected rows were produced (and must be dead-lettered)
     assert s["failures"] == [], report(s)
@@ -79,7 +79,7 @@ def test_chaos_sqlite_long_outage_disk_bounded(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_chaos_sqlite_fork(tmp_path: Path) -> None:
     s = run_chaos(tmp_path, f"sqlite:///{tmp_path / 'chaos.db'}", "--cycles", "20", "--seed", "12", "--forks")
-    assert_real_run(s, 20, 20_000)
+    assert_real_run(s, 20, 10_000)
     p = s["processes"]
     assert all(p.get(f"kind_{k}", 0) >= 2 for k in ("fork", "mp-fork", "mp-spawn")), report(s)
     # Children really ran next to their parents (how many depends on how fast this machine is:
@@ -92,7 +92,7 @@ def test_chaos_sqlite_fork(tmp_path: Path) -> None:
 @pytest.mark.integration
 def test_chaos_mysql(tmp_path: Path, mysql_dsn: str) -> None:
     s = run_chaos(tmp_path, mysql_dsn, "--cycles", "6", "--seed", "13", "--poison", "0.001")
-    assert_real_run(s, 6, 5_000)
+    assert_real_run(s, 6, 2_000)
     assert s["backend"] == "mariadb", report(s)
     assert s["failures"] == [], report(s)
 
@@ -101,6 +101,6 @@ def test_chaos_mysql(tmp_path: Path, mysql_dsn: str) -> None:
 @pytest.mark.integration
 def test_chaos_mysql_fork(tmp_path: Path, mysql_dsn: str) -> None:
     s = run_chaos(tmp_path, mysql_dsn, "--cycles", "6", "--seed", "14", "--forks", "--poison", "0.001")
-    assert_real_run(s, 6, 5_000)
-    assert s["processes"].get("children", 0) >= 4, report(s)
+    assert_real_run(s, 6, 2_000)
+    assert s["processes"].get("children", 0) >= 2, report(s)
     assert s["failures"] == [], report(s)
