@@ -76,8 +76,10 @@ def accounted(s: dict[str, Any]) -> bool:
                               + s["queued"] + s["running"])
 
 
-def hook_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("memory-hook") and t.is_alive()]
+def hook_threads(before: set[threading.Thread]) -> list[threading.Thread]:
+    """Hook workers started since ``before`` (other tests' hung daemon workers live on)."""
+    return [t for t in threading.enumerate() if t.name.startswith("memory-hook") and t.is_alive()
+            and t not in before]
 
 
 def obs(i: int) -> dict[str, Any]:
@@ -104,6 +106,7 @@ def run_bounded(fn: Any, limit: float = 120) -> None:
 
 def test_sync_hooks_with_hung_memory_stay_bounded_and_count_drops(hung: HungMemory,
                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    before = set(threading.enumerate())
     hooks = MemoryHooks(hung, timeout=0.05, workers=WORKERS, queue_limit=QUEUE_LIMIT, warn_interval=3600)
     seen: list[dict[str, Any]] = []
 
@@ -117,7 +120,7 @@ def test_sync_hooks_with_hung_memory_stay_bounded_and_count_drops(hung: HungMemo
     s = hooks.stats()
     assert max(x["queued"] for x in seen) <= QUEUE_LIMIT
     assert all(x["running"] <= WORKERS for x in seen) and all(accounted(x) for x in seen)
-    assert len(hook_threads()) <= WORKERS
+    assert len(hook_threads(before)) <= WORKERS
     assert s["submitted"] == CALLS and s["completed"] == 0 and s["running"] == WORKERS
     assert sum(s["dropped"].values()) >= CALLS - WORKERS - QUEUE_LIMIT  # refused at once, counted
     assert s["dropped"].get("stuck", 0) > 0 and s["timed_out"] >= WORKERS
@@ -161,6 +164,7 @@ def test_async_hooks_with_hung_memory_stay_bounded_and_never_block_the_loop(hung
 
 
 def test_pool_recovers_when_memory_answers_again(hung: HungMemory) -> None:
+    before = set(threading.enumerate())
     hooks = MemoryHooks(hung, timeout=0.05, workers=2, queue_limit=2)
     for i in range(10):
         hooks.after_gate(obs(i), "deliver")
@@ -173,7 +177,7 @@ def test_pool_recovers_when_memory_answers_again(hung: HungMemory) -> None:
 
     hooks.memory = Answering()
     assert run_until(lambda: hooks.after_gate(obs(1), "deliver") == "e1")
-    assert len(hook_threads()) <= 2
+    assert len(hook_threads(before)) <= 2
 
 
 def run_until(cond: Any, tries: int = 200) -> bool:
