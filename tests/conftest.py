@@ -97,6 +97,18 @@ def dsn(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return request.getfixturevalue("mysql_dsn")
 
 
+def db_ids(dsn: str, ids: list[str]) -> set[str]:
+    """Which of ``ids`` are event rows in the database at ``dsn`` (a store of its own)."""
+    from memory import load_config
+    from memory.store import create_store
+
+    store = create_store(load_config({"database": {"dsn": dsn}}).database)
+    try:
+        return store.existing_ids("events", ids)
+    finally:
+        store.dispose()
+
+
 def service_config(dsn: str, root: Path, **queue: Any) -> dict[str, Any]:
     return {
         "database": {"dsn": dsn, "connect_timeout": 2, "read_timeout": 10, "write_timeout": 10},

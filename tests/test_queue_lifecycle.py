@@ -28,7 +28,7 @@ from memory import MemoryService, load_config
 from memory.queue._slot import LOCK_FILE
 from memory.store import create_store
 
-from .conftest import service_config, wait_for
+from .conftest import db_ids, service_config, wait_for
 
 DEAD_DSN = "mysql+pymysql://root@127.0.0.1:1/nothing"  # refused at once: an outage
 
@@ -66,14 +66,6 @@ def services() -> Iterator[Callable[..., MemoryService]]:
     yield make
     for svc in made:
         svc.close(timeout=2)
-
-
-def db_ids(dsn: str, ids: list[str]) -> set[str]:
-    store = create_store(load_config({"database": {"dsn": dsn}}).database)
-    try:
-        return store.existing_ids("events", ids)
-    finally:
-        store.dispose()
 
 
 # -- 2. slot state that disagrees with the files; adoption ------------------------------------------------

@@ -19,10 +19,9 @@ from typing import Any
 
 import pytest
 
-from memory import MemoryService, load_config
-from memory.store import create_store
+from memory import MemoryService
 
-from .conftest import service_config
+from .conftest import db_ids, service_config
 
 DEAD_DSN = "mysql+pymysql://root@127.0.0.1:1/nothing"  # refused at once: an outage
 POISON = ("CREATE TRIGGER IF NOT EXISTS poison BEFORE INSERT ON events WHEN NEW.session_key = 'poison' "
@@ -57,14 +56,6 @@ def run_script(script: str, *args: str, timeout: float = 18) -> dict[str, Any]:
         pytest.fail(f"the scenario hung for {timeout}s: {(exc.stderr or b'')[-2000:]!r}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
-def db_ids(dsn: str, ids: list[str]) -> set[str]:
-    store = create_store(load_config({"database": {"dsn": dsn}}).database)
-    try:
-        return store.existing_ids("events", ids)
-    finally:
-        store.dispose()
 
 
 def drain(cfg: dict[str, Any]) -> tuple[bool, list[str], dict[str, Any]]:
@@ -156,7 +147,7 @@ cfg, poison = json.loads(sys.argv[1]), sys.argv[2]
 svc = MemoryService.from_config(cfg)
 svc.initialize()
 svc.store.execute(poison)
-# The writer is inside DeadLetter.add() (holding the file's flock) at the moment of a fork.
+# The writer is inside DeadLetter.add() (holding the file's lock) at the moment of a fork.
 held, release = threading.Event(), threading.Event()
 def holder():
     with svc.queue.dead.locked():
