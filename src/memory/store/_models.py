@@ -12,11 +12,28 @@ formatting on the write path).
 
 from __future__ import annotations
 
-from sqlalchemy import Double, Index, Integer, String, Text
+from sqlalchemy import Double, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+BigInt = mysql.BIGINT().with_variant(Integer(), "sqlite")
+#: Recall's keyword terms are ASCII by construction (``memory.index._text``): an ASCII column keeps
+#: MySQL's FULLTEXT parser from splitting or case-folding them.
+AsciiText = Text().with_variant(mysql.LONGTEXT(charset="ascii", collation="ascii_bin"), "mysql", "mariadb")
+
+#: Objects a migration creates for one dialect only, outside the models: SQLite's FTS5 table (and
+#: its shadow tables) and MySQL's FULLTEXT index. ``is_dialect_object`` tells comparisons to skip them.
+DIALECT_OBJECTS = ("recall_fts", "ft_recall_terms")
+
+
+def is_dialect_object(name: str | None) -> bool:
+    return bool(name) and any(name == n or name.startswith(n + "_") for n in DIALECT_OBJECTS)  # type: ignore[union-attr]
+
+
+def include_in_comparison(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    """For ``alembic.autogenerate.compare_metadata``: skip the dialect-only objects."""
+    return not is_dialect_object(name)
 
 
 def Key(length: int = 255) -> String:  # noqa: N802 - reads like a type
@@ -96,3 +113,50 @@ class Knowledge(Base):
     digest: Mapped[str] = mapped_column(String(64), nullable=False)
     mtime_ns: Mapped[int] = mapped_column(mysql.BIGINT().with_variant(Integer(), "sqlite"), nullable=False)
     updated_at: Mapped[float] = mapped_column(Double, nullable=False)
+
+
+class RecallOutbox(Base):
+    """A note or event changed and not indexed yet (written in the same transaction as the change)."""
+
+    __tablename__ = "recall_outbox"
+    __table_args__ = (Index("ix_recall_outbox_queued", "queued_at"), TABLE_ARGS)
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    item_id: Mapped[str] = mapped_column(Key(), primary_key=True)
+    gen: Mapped[int] = mapped_column(BigInt, nullable=False)
+    queued_at: Mapped[float] = mapped_column(Double, nullable=False)
+
+
+class RecallItem(Base):
+    """One indexed note or event: filters, digest, keyword terms, vector and its embedder."""
+
+    __tablename__ = "recall_items"
+    __table_args__ = (
+        Index("ux_recall_items_item", "kind", "item_id", unique=True),
+        Index("ix_recall_items_embedder", "embedder", "doc_id"),
+        {**TABLE_ARGS, "sqlite_autoincrement": True},
+    )
+
+    doc_id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    item_id: Mapped[str] = mapped_column(Key(), nullable=False)
+    session_key: Mapped[str | None] = mapped_column(Key())
+    ts: Mapped[float | None] = mapped_column(Double)
+    title: Mapped[str | None] = mapped_column(Text)
+    digest: Mapped[str] = mapped_column(String(64), nullable=False)
+    terms: Mapped[str] = mapped_column(AsciiText, nullable=False)
+    embedder: Mapped[str | None] = mapped_column(String(64))
+    dim: Mapped[int | None] = mapped_column(Integer)
+    vector: Mapped[bytes | None] = mapped_column(LargeBinary)
+    indexed_at: Mapped[float] = mapped_column(Double, nullable=False)
+
+
+class RecallState(Base):
+    """``version`` (bumped by every change to ``recall_items``) and the reindex checkpoint."""
+
+    __tablename__ = "recall_state"
+    __table_args__ = (TABLE_ARGS,)
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInt, nullable=False)
+    note: Mapped[str | None] = mapped_column(Text)

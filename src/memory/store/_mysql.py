@@ -85,6 +85,20 @@ class MysqlStore(SqlStore):
         return (f"INSERT INTO {table} ({names}) VALUES ({', '.join(['%s'] * len(cols))}) "
                 f"ON DUPLICATE KEY UPDATE {updates}")
 
+    def outbox_upsert_sql(self) -> str:
+        return ("INSERT INTO recall_outbox (kind, item_id, gen, queued_at) VALUES (%s, %s, 1, %s) "
+                "ON DUPLICATE KEY UPDATE gen = gen + 1, queued_at = VALUES(queued_at)")
+
+    def keyword_sql(self, where: str, limit: int) -> tuple[str, int]:
+        return ("SELECT i.kind, i.item_id, MATCH(i.terms) AGAINST(%s IN BOOLEAN MODE) AS rel FROM recall_items i "
+                f"WHERE MATCH(i.terms) AGAINST(%s IN BOOLEAN MODE){where} ORDER BY rel DESC, i.kind, i.item_id "
+                f"LIMIT {limit}", 2)
+
+    def _dialect_missing(self, conn: Connection) -> tuple[str, ...]:
+        rows = conn.exec_driver_sql("SELECT 1 FROM information_schema.statistics WHERE table_schema = DATABASE() "
+                                    "AND table_name = 'recall_items' AND index_name = 'ft_recall_terms' LIMIT 1")
+        return () if rows.first() else ("index recall_items.ft_recall_terms",)
+
     schema_lock_timeout = 120.0  # seconds to wait for another process's upgrade to finish
 
     @property

@@ -24,6 +24,8 @@ from sqlalchemy import exc as sa_exc
 from .._config import DatabaseConfig, redact
 from .._errors import StoreError, StoreRejected, StoreUnavailable, exception_chain
 from ._base import Row, Store
+from ._models import is_dialect_object
+from ._recall import KIND_EVENT, KIND_NOTE, RecallSql
 
 log = logging.getLogger("memory.store")
 
@@ -31,7 +33,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 EVENT_COLS = "event_id, ts, session_key, obs, gate, meta"
 TURN_COLS = ("turn_id, session_key, input_event_id, plan, meta, status, error, final_output_obs_id, "
              "started_at, finished_at")
-_TABLES = {"events": "event_id", "turns": "turn_id", "configs": "key", "knowledge": "key"}
+_TABLES = {"events": "event_id", "turns": "turn_id", "configs": "key", "knowledge": "key", "recall_items": "doc_id",
+           "recall_outbox": "item_id"}
 
 # The one rule for applying a finish, shared by every dialect and every statement shape: it
 # lands only if no finish is stored yet or the stored one is not newer. The order in which the
@@ -133,7 +136,7 @@ def assess_schema(revision: str | None, head: str, expected: Mapping[str, tuple[
     return SchemaState(revision, head, tuple(missing))
 
 
-class SqlStore(Store):
+class SqlStore(RecallSql, Store):
     """SQLAlchemy Core implementation of :class:`Store`; dialects override the hooks below."""
 
     param = "?"
@@ -283,9 +286,18 @@ class SqlStore(Store):
         insp = inspect(conn)
         present: dict[str, tuple[set[str], set[str]]] = {}
         for table in insp.get_table_names():
+            if is_dialect_object(table):
+                continue
             present[table] = ({c["name"] for c in insp.get_columns(table)},
                               {str(ix["name"]) for ix in insp.get_indexes(table)})
-        return assess_schema(revision, self._head(), expected_schema(), present)
+        state = assess_schema(revision, self._head(), expected_schema(), present)
+        if revision == state.head:  # before head these objects are not expected yet
+            state = dataclasses.replace(state, missing=state.missing + self._dialect_missing(conn))
+        return state
+
+    def _dialect_missing(self, conn: Connection) -> tuple[str, ...]:
+        """Objects of head outside the models (see ``DIALECT_OBJECTS``) that are absent."""
+        return ()
 
     def _head(self) -> str:
         if self._head_revision is None:
@@ -301,6 +313,7 @@ class SqlStore(Store):
         with self._errors(), self._raw_write() as cur:
             if events:
                 cur.executemany(self.insert_event_sql, events)
+                self.queue_for_index(cur, KIND_EVENT, [e[0] for e in events])
             if turns:
                 cur.executemany(self.insert_turn_sql, turns)
             if not finishes:
@@ -403,12 +416,16 @@ class SqlStore(Store):
             return
         with self._errors(), self._raw_write() as cur:
             cur.executemany(self.upsert_sql(table), list(rows))
+            if table == "knowledge":
+                self.queue_for_index(cur, KIND_NOTE, [r[0] for r in rows])
 
     def delete_notes(self, table: str, keys: Sequence[str]) -> None:
         if not keys:
             return
         with self._errors(), self._raw_write() as cur:
             cur.executemany(f"DELETE FROM {table} WHERE {self.quote('key')}={self.param}", [(k,) for k in keys])
+            if table == "knowledge":
+                self.queue_for_index(cur, KIND_NOTE, list(keys))
 
     def note_digests(self, table: str) -> dict[str, tuple[str, str]]:
         """key -> (digest, path) of every row: what the database believes the vault holds."""

@@ -178,6 +178,20 @@ class SqliteStore(SqlStore):
         return (f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(cols))}) "
                 f'ON CONFLICT("key") DO UPDATE SET {updates}')
 
+    def outbox_upsert_sql(self) -> str:
+        return ("INSERT INTO recall_outbox (kind, item_id, gen, queued_at) VALUES (?, ?, 1, ?) "
+                "ON CONFLICT(kind, item_id) DO UPDATE SET gen = gen + 1, queued_at = excluded.queued_at")
+
+    def keyword_sql(self, where: str, limit: int) -> tuple[str, int]:
+        return ("SELECT i.kind, i.item_id FROM recall_fts JOIN recall_items i ON i.doc_id = recall_fts.rowid "
+                f"WHERE recall_fts MATCH ?{where} ORDER BY recall_fts.rank, i.kind, i.item_id LIMIT {limit}", 1)
+
+    def _dialect_missing(self, conn: Connection) -> tuple[str, ...]:
+        names = {r[0] for r in conn.exec_driver_sql(
+            "SELECT name FROM sqlite_master WHERE name IN ('recall_fts', 'recall_items_ai', 'recall_items_ad')")}
+        return tuple(f"{what} {n}" for what, n in (("table", "recall_fts"), ("trigger", "recall_items_ai"),
+                                                    ("trigger", "recall_items_ad")) if n not in names)
+
     def _begin_raw(self, cursor: Any) -> None:
         self._check_file()
         cursor.execute("BEGIN IMMEDIATE")
