@@ -15,24 +15,30 @@ Loading happens once; everything downstream receives typed objects and never re-
   the URL's password *and* every query parameter that names a secret (``?password=``,
   ``?passwd=``, ``?pwd=``, ``?token=``, ``?api_key=``, ... in any case); the store also scrubs
   those values from any driver message it passes on (:func:`redact`).
+* ``recall:`` (hybrid keyword + vector search) becomes :class:`RecallConfig`. The older
+  free-form ``vector:`` section is still accepted and kept as :attr:`Config.vector` (the reindex
+  tool reads it); a non-empty one is reported as replaced by ``recall:``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import re
 import urllib.parse
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 from sqlalchemy.engine import URL, make_url
 
 from ._errors import ConfigError
+from .index._extract import DEFAULT_TEXT_FIELDS, FieldPath, parse_field_paths
+from .index._fusion import KINDS, FusionParams
 
 log = logging.getLogger("memory.config")
 
@@ -43,6 +49,12 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # value (``ssl_key``, a file path) costs nothing; printing a token costs a rotation.
 _SECRET_PARAM = re.compile(r"pass|pwd|secret|token|key|auth|credential|signature", re.IGNORECASE)
 MASK = "***"
+EMBEDDERS = ("hash", "minilm", "none")
+# Duration units of ``recall.recency_half_life`` (the spellings recall's ``since`` accepts too).
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|secs|m|min|mins|h|hr|hrs|d|day|days|w|wk|wks)",
+                       re.IGNORECASE)
+_UNIT_S = {"s": 1, "sec": 1, "secs": 1, "m": 60, "min": 60, "mins": 60, "h": 3600, "hr": 3600, "hrs": 3600,
+           "d": 86400, "day": 86400, "days": 86400, "w": 604800, "wk": 604800, "wks": 604800}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +124,43 @@ class LoggingConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class RecallConfig:
+    """The ``recall:`` section: hybrid keyword + vector search over notes and events.
+
+    ``min_similarity`` None means the embedder's own floor applies. ``recency_half_life_s`` is
+    read from the key ``recency_half_life`` (seconds, or a duration such as ``7d``).
+    """
+
+    enabled: bool = True
+    embedder: str = "hash"
+    hash_dim: int = 256
+    event_text_fields: tuple[str, ...] = DEFAULT_TEXT_FIELDS
+    default_k: int = 10
+    candidates: int = 50
+    rrf_k: float = 60.0
+    keyword_weight: float = 1.0
+    vector_weight: float = 1.0
+    min_similarity: float | None = None
+    recency_weight: float = 0.3
+    recency_half_life_s: float = 604800.0
+    recency_kinds: tuple[str, ...] = ("event",)
+    head_weight: int = 3
+    max_fresh: int = 500
+    indexer_batch_size: int = 256
+    indexer_interval_ms: int = 500
+
+    def fusion_params(self) -> FusionParams:
+        """The weights fusion uses. Raises ``ValueError`` only for a hand-built, invalid instance."""
+        return FusionParams(rrf_k=self.rrf_k, keyword_weight=self.keyword_weight, vector_weight=self.vector_weight,
+                            recency_weight=self.recency_weight, half_life_s=self.recency_half_life_s,
+                            recency_kinds=frozenset(self.recency_kinds))
+
+    def event_field_paths(self) -> tuple[FieldPath, ...]:
+        """``event_text_fields`` split into the path tuples ``event_text`` takes."""
+        return parse_field_paths(self.event_text_fields)
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     database: DatabaseConfig
     vault: VaultConfig
@@ -121,6 +170,8 @@ class Config:
     graph: Mapping[str, Any]
     decay: Mapping[str, Any]
     health: Mapping[str, Any]
+    # A default, so a Config built by hand (tests, embedding applications) needs no recall section.
+    recall: RecallConfig = dataclasses.field(default_factory=RecallConfig)
     source: str = "<mapping>"
     warnings: tuple[str, ...] = ()
 
@@ -192,9 +243,10 @@ class _Reader:
         self.data: Mapping[str, Any] = data
         self.used: set[str] = set()
 
-    def fail(self, key: str, expected: str, found: Any) -> None:
+    def fail(self, key: str, expected: str, found: Any, detail: str = "") -> NoReturn:
         path = f"{self.section}.{key}" if key else self.section
-        raise ConfigError(f"{self.source}: {path}: expected {expected}, got {found!r}",
+        why = f" ({detail})" if detail else ""
+        raise ConfigError(f"{self.source}: {path}: expected {expected}, got {found!r}{why}",
                           source=self.source, key=path)
 
     def raw(self, key: str, default: Any) -> Any:
@@ -202,14 +254,15 @@ class _Reader:
         value = self.data.get(key, default)
         return default if value is None else value
 
-    def int(self, key: str, default: int, minimum: int = 0) -> int:
+    def int(self, key: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
         value = self.raw(key, default)
+        expected = f"an integer >= {minimum}" if maximum is None else f"an integer in {minimum}..{maximum}"
         if isinstance(value, bool):
-            self.fail(key, f"an integer >= {minimum}", value)
+            self.fail(key, expected, value)
         if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
             value = int(value)
-        if not isinstance(value, int) or value < minimum:
-            self.fail(key, f"an integer >= {minimum}", value)
+        if not isinstance(value, int) or value < minimum or (maximum is not None and value > maximum):
+            self.fail(key, expected, value)
         return value
 
     def float(self, key: str, default: float, minimum: float = 0.0, strict: bool = True) -> float:
@@ -225,6 +278,26 @@ class _Reader:
         if value < minimum or (strict and value == minimum):
             self.fail(key, expected, value)
         return float(value)
+
+    def number(self, key: str, default: float, low: float, high: float = math.inf,
+               low_open: bool = False, expected: str = "") -> float:
+        """A finite number in ``[low, high]`` (``(low, high]`` if ``low_open``); numeric strings
+        count (``${VAR}`` substitution yields strings)."""
+        if not expected:
+            if high == math.inf:
+                expected = f"a number {'>' if low_open else '>='} {_num(low)}"
+            else:
+                expected = f"a number in {'(' if low_open else '['}{_num(low)}, {_num(high)}]"
+        found = self.raw(key, default)
+        if isinstance(found, bool) or not isinstance(found, (int, float, str)):
+            self.fail(key, expected, found)
+        try:
+            value = float(found)
+        except (ValueError, OverflowError):  # OverflowError: an integer too large for a float
+            self.fail(key, expected, found)
+        if not math.isfinite(value) or not low <= value <= high or (low_open and value == low):
+            self.fail(key, expected, found)
+        return value
 
     def bool(self, key: str, default: bool) -> bool:
         value = self.raw(key, default)
@@ -247,6 +320,11 @@ class _Reader:
 
     def unknown(self) -> list[str]:
         return [f"{self.section}.{k}" for k in self.data if k not in self.used]
+
+
+def _num(x: float) -> str:
+    """A bound as a reader would write it: 1000000, not 1e+06."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 def _resolve(base: Path, value: str) -> Path:
@@ -356,7 +434,73 @@ def _failure_queue(r: _Reader, base: Path) -> FailureQueueConfig:
     )
 
 
-_SECTIONS = ("database", "vault", "vector", "failure_queue", "graph", "decay", "health", "logging")
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a string such as ``3600``, ``45s``, ``30m``, ``12h``, ``7d``, ``2w``
+    (``1.5d`` too). Raises ``ValueError`` for anything else, or a result that is not finite and > 0."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is not true/false")
+    if not isinstance(value, (int, float, str)):
+        raise ValueError(f"not a duration: {type(value).__name__}")
+    m = _DURATION.fullmatch(value.strip()) if isinstance(value, str) else None
+    try:
+        seconds = float(m.group(1)) * _UNIT_S[m.group(2).lower()] if m else float(value)
+    except OverflowError:  # an integer too large for a float
+        raise ValueError("duration too large") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"duration must be finite and > 0, got {seconds!r} seconds")
+    return seconds
+
+
+def _string_list(r: _Reader, key: str, default: tuple[str, ...], expected: str) -> list[Any]:
+    """A YAML list, or one comma-separated string, as a list (items unchecked)."""
+    value = r.raw(key, default)
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",")]
+    if not isinstance(value, (list, tuple)):
+        r.fail(key, expected, value)
+    return list(value)
+
+
+def _recall(r: _Reader) -> RecallConfig:
+    enabled, embedder = r.bool("enabled", True), r.str("embedder", "hash", EMBEDDERS)
+    hash_dim = r.int("hash_dim", 256, 16, 4096)
+    expected = ("a non-empty list of field paths (names joined by '.', e.g. payload.text) "
+                "or one comma-separated string")
+    try:
+        paths = parse_field_paths(_string_list(r, "event_text_fields", DEFAULT_TEXT_FIELDS, expected))
+    except ValueError as exc:
+        r.fail("event_text_fields", expected, r.data.get("event_text_fields"), str(exc))
+    default_k, candidates = r.int("default_k", 10, 1, 1000), r.int("candidates", 50, 1, 10_000)
+    rrf_k = r.number("rrf_k", 60.0, 0.0, low_open=True)
+    # FusionParams caps the weights at 1e6: the same bound here keeps fusion_params() total.
+    keyword_weight, vector_weight = r.number("keyword_weight", 1.0, 0.0, 1e6), r.number("vector_weight", 1.0, 0.0, 1e6)
+    # "auto" (or null): the embedder decides its floor; hash and model similarities differ in scale.
+    similarity = r.raw("min_similarity", "auto")
+    min_similarity = None if isinstance(similarity, str) and similarity.strip().lower() == "auto" else r.number(
+        "min_similarity", 0.0, -1.0, 1.0, expected="auto, null or a number in [-1, 1]")
+    recency_weight = r.number("recency_weight", 0.3, 0.0, 1.0)
+    half_life = r.raw("recency_half_life", 604800.0)
+    try:
+        half_life_s = parse_duration(half_life)
+    except ValueError:
+        r.fail("recency_half_life", "a duration > 0: seconds, or a number followed by s, m, h, d or w "
+               "(e.g. 7d, 12h, 30m)", half_life)
+    expected = "a list of kinds from " + ", ".join(KINDS) + " (may be empty)"
+    # An empty list is meaningful (no kind fades with age); a blank string is not (it splits to "").
+    kinds = _string_list(r, "recency_kinds", ("event",), expected)
+    if any(k not in KINDS for k in kinds):
+        r.fail("recency_kinds", expected, r.data.get("recency_kinds"))
+    return RecallConfig(
+        enabled=enabled, embedder=embedder, hash_dim=hash_dim, event_text_fields=tuple(".".join(p) for p in paths),
+        default_k=default_k, candidates=candidates, rrf_k=rrf_k, keyword_weight=keyword_weight,
+        vector_weight=vector_weight, min_similarity=min_similarity, recency_weight=recency_weight,
+        recency_half_life_s=half_life_s, recency_kinds=tuple(dict.fromkeys(kinds)),
+        head_weight=r.int("head_weight", 3, 1, 10), max_fresh=r.int("max_fresh", 500, 0, 100_000),
+        indexer_batch_size=r.int("indexer_batch_size", 256, 1, 100_000),
+        indexer_interval_ms=r.int("indexer_interval_ms", 500, 10, 3_600_000))
+
+
+_SECTIONS = ("database", "vault", "recall", "vector", "failure_queue", "graph", "decay", "health", "logging")
 
 
 def parse_config(data: Any, *, source: str = "<mapping>", base_dir: Path | None = None) -> Config:
@@ -379,14 +523,25 @@ def parse_config(data: Any, *, source: str = "<mapping>", base_dir: Path | None 
     lg = readers["logging"]
     logging_cfg = LoggingConfig(level=lg.str("level", "WARNING", ("DEBUG", "INFO", "WARNING", "ERROR")),
                                 warn_interval_s=lg.float("warn_interval_s", 30.0, 0.0, strict=False))
+    recall = _recall(readers["recall"])
+    try:
+        recall.fusion_params()
+    except ValueError as exc:  # the reader's bounds match FusionParams; this guards their drift
+        raise ConfigError(f"{source}: {exc}", source=source, key="recall") from None
     free = {name: dict(readers[name].data) for name in ("vector", "graph", "decay", "health")}
     unknown = [k for k in data if k not in _SECTIONS]
-    for name in ("database", "vault", "failure_queue", "logging"):
+    for name in ("database", "vault", "recall", "failure_queue", "logging"):
         unknown += readers[name].unknown()
     if unknown:
         log.warning("%s: unknown config keys ignored (typo?): %s", source, ", ".join(map(str, unknown)))
-    return Config(database=database, vault=vault, failure_queue=fq, logging=logging_cfg,
-                  source=source, warnings=tuple(map(str, unknown)), **free)
+    replaced: list[str] = []
+    if free["vector"]:
+        # Old files keep loading (an empty ``vector: {}`` silently); its keys do not configure recall.
+        replaced.append("vector")
+        log.warning("%s: the vector: section is replaced by recall: (see config/memory.yaml); recall does "
+                    "not read its keys (%s)", source, ", ".join(map(str, free["vector"])))
+    return Config(database=database, vault=vault, failure_queue=fq, logging=logging_cfg, recall=recall,
+                  source=source, warnings=tuple(map(str, unknown + replaced)), **free)
 
 
 def load_config(path_or_mapping: str | os.PathLike[str] | Mapping[str, Any]) -> Config:
