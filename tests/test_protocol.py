@@ -103,13 +103,13 @@ def test_no_catch_all_on_the_disabled_service() -> None:
 
 def test_the_check_itself_catches_a_new_method() -> None:
     class Grown(MemoryService):
-        def recall(self, query: str, limit: int = 5) -> list[Any]:
+        def remember_more(self, query: str, limit: int = 5) -> list[Any]:
             return []
 
         def flush(self, timeout: float | None = 10.0, strict: bool = False) -> bool:  # extra optional: fine
             return True
 
-    assert "recall" in public_methods(Grown) - protocol_methods()
+    assert "remember_more" in public_methods(Grown) - protocol_methods()
 
     class Drifted(DisabledMemoryService):
         def get_recent_events(self, session: Any, limit: int = 50) -> list[Any]:  # type: ignore[override]

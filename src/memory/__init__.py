@@ -5,8 +5,8 @@ once, a background writer drains them into SQLite or MySQL, and nothing is lost 
 crashes. See the README for the full contract.
 """
 
-from ._config import (Config, DatabaseConfig, FailureQueueConfig, LoggingConfig, VaultConfig, load_config,
-                      mask_dsn)
+from ._config import (Config, DatabaseConfig, FailureQueueConfig, LoggingConfig, RecallConfig, VaultConfig,
+                      load_config, mask_dsn)
 from ._disabled import DisabledMemoryService
 from ._errors import (ConfigError, InvalidKeyError, MemoryServiceError, StoreError, StoreRejected,
                       StoreUnavailable)
@@ -14,6 +14,7 @@ from ._ids import IdGenerator
 from ._protocol import MemoryAPI
 from ._records import EventRecord, TurnRecord
 from ._service import MemoryService
+from .index import Hit, Why
 from .vault import Note, SyncReport
 
 __version__ = "0.1.0"
@@ -25,12 +26,14 @@ __all__ = [
     "DisabledMemoryService",
     "EventRecord",
     "FailureQueueConfig",
+    "Hit",
     "IdGenerator",
     "InvalidKeyError",
     "LoggingConfig",
     "MemoryAPI",
     "MemoryService",
     "MemoryServiceError",
+    "RecallConfig",
     "Note",
     "StoreError",
     "StoreRejected",
@@ -38,6 +41,7 @@ __all__ = [
     "SyncReport",
     "TurnRecord",
     "VaultConfig",
+    "Why",
     "load_config",
     "mask_dsn",
 ]

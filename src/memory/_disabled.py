@@ -17,6 +17,8 @@ from typing import Any
 
 from ._ids import IdGenerator
 from ._records import EventRecord, TurnRecord, to_key
+from .index import Hit
+from .index._fusion import parse_kinds
 from .vault import Note, SyncReport
 
 ENV = "MEMORY_ENABLED"
@@ -100,6 +102,11 @@ class DisabledMemoryService:
         return False
 
     def search_knowledge(self, query: str, limit: int = 5) -> list[Note]:
+        return []
+
+    def recall(self, query: Any, k: int | None = None, *, kinds: Any = ("knowledge", "event"),
+               session_key: Any = None, since: Any = None, until: Any = None) -> list[Hit]:
+        parse_kinds(kinds)  # the same one error as the real service
         return []
 
     def vault_sync(self) -> SyncReport:

@@ -56,6 +56,7 @@ class HealthFacts:
     journal_problem: str | None = None  # set when records are held in memory only
     unreadable_folders: int = 0  # vault folders that could not be listed (their notes kept as last synced)
     notes_not_in_database: int = 0  # vault notes the database rejected or does not hold yet
+    plugin_problems: tuple[str, ...] = ()  # each in plain words, from a plug-in (recall index, ...)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +90,7 @@ def assess(f: HealthFacts) -> Assessment:
                         "says why")
     if f.journal_problem:
         warnings.append(f"the journal is held in memory only ({f.journal_problem}); a crash would lose records")
+    warnings += f.plugin_problems
     if not warnings:
         return Assessment(OK, ())
     if warnings == ["the database schema is not at head yet; nothing is written until it is"]:

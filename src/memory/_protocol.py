@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any, Protocol, runtime_checkable
 
 from ._records import EventRecord, TurnRecord
+from .index import Hit
 from .vault import Note, SyncReport
 
 __all__ = ["MemoryAPI"]
@@ -113,6 +114,11 @@ class MemoryAPI(Protocol):
 
     def search_knowledge(self, query: str, limit: int = 5) -> list[Note]:
         """Disabled: []."""
+        ...
+
+    def recall(self, query: Any, k: int | None = None, *, kinds: Any = ("knowledge", "event"),
+               session_key: Any = None, since: Any = None, until: Any = None) -> list[Hit]:
+        """Notes and events ranked for ``query``. Raises only ValueError for bad ``kinds``. Disabled: []."""
         ...
 
     def vault_sync(self) -> SyncReport:

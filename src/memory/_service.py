@@ -28,6 +28,8 @@ from ._errors import StoreError
 from ._ids import IdGenerator
 from ._records import (EVENT, FINISH, STATUS_RUNNING, TURN, EventRecord, TurnRecord, event_from_row, to_json,
                        to_key, to_status, turn_from_row)
+from .index import Hit
+from .index._module import RecallModule
 from .queue._writer import RateLimitedLog, WriteQueue
 from .store import SqlStore, create_store
 from .vault import Note, SyncReport, Vault, VaultWatcher
@@ -89,9 +91,14 @@ class MemoryService:
                                 warn_interval=config.logging.warn_interval_s)
         self.vault = Vault(config.vault, self.store)
         self._watcher = VaultWatcher(self.vault, config.vault.debounce_ms / 1000, prepare=self.store.initialize)
+        self.recall_index = RecallModule(
+            config.recall, self.store, pending_events=self._pending_event_rows, online=self._online,
+            offline_notes=self.vault.list_knowledge, ready=lambda: bool(self.queue.initialized),
+            warn=lambda key, msg: self._warn.warning(key, "%s", msg))
         # Threads start only once every part exists: nothing is left running if a part fails.
         if self._start_writer:
             self.queue.start()
+            self.recall_index.start()
         # Start-up sync (and, with vault.watch, the live watcher) run on their own thread.
         if self._start_vault:
             self._watcher.start(initial_sync=True, watch=config.vault.watch)
@@ -125,6 +132,7 @@ class MemoryService:
         self.store = _Rebuild(self, "store")  # type: ignore[assignment]
         self.vault = _Rebuild(self, "vault")  # type: ignore[assignment]
         self._watcher = _Rebuild(self, "_watcher")  # type: ignore[assignment]
+        self.recall_index = _Rebuild(self, "recall_index")  # type: ignore[assignment]
 
     def _rebuild_after_fork(self) -> None:
         with self._fork_lock:
@@ -263,6 +271,37 @@ class MemoryService:
         ids = sorted(found, reverse=True)[: max(0, int(limit))]
         return [self._apply(found[i], finishes) for i in ids]
 
+    # -- recall ---------------------------------------------------------------------------------------------
+    def _online(self) -> bool:
+        return not self._closed and not self.queue.breaker.is_open
+
+    def _pending_event_rows(self) -> list[tuple[Any, ...]]:
+        return [it.row for it in self.queue.pending_items() if it.kind == EVENT]
+
+    def recall(self, query: Any, k: int | None = None, *, kinds: Any = ("knowledge", "event"),
+               session_key: Any = None, since: Any = None, until: Any = None) -> list[Hit]:
+        """What matters for ``query``: notes and events ranked by keyword and vector search, fused
+        with recency (see :mod:`memory.index._recall`). Best first, at most ``k`` (default from
+        ``recall.default_k``).
+
+        ``session_key=None`` searches **every** session's events: a core serving several users
+        should always pass the session (notes are shared and always searched). ``since``/``until``
+        take a datetime (naive = UTC), epoch seconds or a span such as ``"7d"``. Never raises,
+        except ``ValueError`` for ``kinds`` other than ``knowledge``/``event``; with the database
+        down it answers from the vault files and the pending window, keyword only.
+        """
+        parts = self.recall_index
+        try:
+            return parts.recall(query, k, kinds=kinds, session_key=session_key, since=since, until=until)
+        except ValueError as exc:
+            if "kinds" in str(exc):
+                raise
+            self._warn.warning("recall", "recall failed internally: %s", exc)
+            return []
+        except Exception as exc:  # noqa: BLE001 - recall must never fail the caller
+            self._warn.warning("recall", "recall failed internally: %s", exc)
+            return []
+
     # -- the vault: files are the truth; reads come from them -------------------------------------------
     def get_system_prompt(self) -> str | None:
         """Body of ``md/system.md`` (front matter stripped), or None."""
@@ -338,6 +377,8 @@ class MemoryService:
             log.warning("close: queue shutdown failed: %s", exc)
             ok = False
         self._watcher.shutdown()
+        with contextlib.suppress(Exception):
+            self.recall_index.stop(timeout=2.0)
         self.store.dispose()
         return ok
 
@@ -362,13 +403,14 @@ class MemoryService:
         conflicts = self.vault.conflicts()
         vault_report = self.vault.report()
         schema_ready = bool(self.queue.initialized)
+        index_report, index_problems = self.recall_index.health()
         verdict = assess(HealthFacts(
             closed=self._closed, reachable=reachable, schema_ready=schema_ready,
             pending_disk=int(q.get("pending_disk", 0)), dropped=dict(q.get("dropped") or {}),
             quarantined=int(q.get("quarantined", 0)), conflicts=len(conflicts),
             journal_problem=(q.get("journal_problem") or "memory only") if q.get("journal") == "memory-only" else None,
             unreadable_folders=len(vault_report["unreadable_folders"]),
-            notes_not_in_database=len(vault_report["not_in_database"])))
+            notes_not_in_database=len(vault_report["not_in_database"]), plugin_problems=index_problems))
         error = probe.error if probe is not None else (q.get("last_error") or None)
         return {
             "status": verdict.status,
@@ -384,4 +426,5 @@ class MemoryService:
                       "unreadable_folders": vault_report["unreadable_folders"],
                       "not_in_database": vault_report["not_in_database"],
                       "watching": self._watcher.observer is not None and not self._closed},
+            "index": index_report,
         }

@@ -9,3 +9,9 @@ Private modules, each pure or self-contained, wired into ``MemoryService`` by th
 * ``_vectors``: exact cosine search with filters applied before ranking;
 * ``_fusion``: reciprocal-rank fusion with recency and salience, ``Hit``, argument parsing.
 """
+
+# Only the pure shapes here: the config module imports ``memory.index._extract`` and must not
+# pull the service side (``_module`` imports the config) in with it.
+from ._fusion import Hit, Why
+
+__all__ = ["Hit", "Why"]

@@ -46,6 +46,7 @@ Guarantees:
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 from collections.abc import Iterable, Sequence
 
@@ -237,6 +238,15 @@ class VectorIndex:
 
     def __contains__(self, key: object) -> bool:
         return key in self._a.row_of
+
+    def ts_of(self, key: Key) -> float | None:
+        """The stored time of an item (None if absent or timeless)."""
+        with self._lock:
+            p = self._a.row_of.get(key)
+            if p is None:
+                return None
+            t = float(self._a.ts[p])
+            return None if math.isnan(t) else t
 
     def keys(self) -> list[Key]:
         with self._lock:

@@ -90,7 +90,7 @@ class MysqlStore(SqlStore):
                 "ON DUPLICATE KEY UPDATE gen = gen + 1, queued_at = VALUES(queued_at)")
 
     def keyword_sql(self, where: str, limit: int) -> tuple[str, int]:
-        return ("SELECT i.kind, i.item_id, MATCH(i.terms) AGAINST(%s IN BOOLEAN MODE) AS rel FROM recall_items i "
+        return ("SELECT i.kind, i.item_id, i.ts, MATCH(i.terms) AGAINST(%s IN BOOLEAN MODE) AS rel FROM recall_items i "
                 f"WHERE MATCH(i.terms) AGAINST(%s IN BOOLEAN MODE){where} ORDER BY rel DESC, i.kind, i.item_id "
                 f"LIMIT {limit}", 2)
 

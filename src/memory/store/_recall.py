@@ -168,12 +168,18 @@ class RecallSql:
         p = self.param
         return self._fetch(  # type: ignore[attr-defined]
             f"SELECT doc_id, kind, item_id, session_key, ts, vector FROM recall_items WHERE embedder = {p} "
-            f"AND doc_id > {p} ORDER BY doc_id LIMIT {int(limit)}", (embedder, int(after_doc_id)))
+            f"AND doc_id > {p} AND vector IS NOT NULL ORDER BY doc_id LIMIT {int(limit)}", (embedder, int(after_doc_id)))
 
     def index_doc_ids(self, embedder: str) -> set[int]:
-        rows = self._fetch(f"SELECT doc_id FROM recall_items WHERE embedder = {self.param}",  # type: ignore[attr-defined]
-                           (embedder,))
+        """doc_ids of the rows ``index_vectors`` returns (all of them)."""
+        rows = self._fetch(f"SELECT doc_id FROM recall_items WHERE embedder = {self.param} "  # type: ignore[attr-defined]
+                           "AND vector IS NOT NULL", (embedder,))
         return {int(r[0]) for r in rows}
+
+    def index_vector_count(self, embedder: str) -> int:
+        rows = self._fetch(f"SELECT COUNT(*) FROM recall_items WHERE embedder = {self.param} "  # type: ignore[attr-defined]
+                           "AND vector IS NOT NULL", (embedder,))
+        return int(rows[0][0])
 
     def index_counts(self) -> IndexCounts:
         by: dict[str | None, int] = {r[0]: int(r[1]) for r in self._fetch(  # type: ignore[attr-defined]
@@ -183,8 +189,8 @@ class RecallSql:
 
     def keyword_search(self, match: str, limit: int, *, kinds: Sequence[str] | None = None,
                        session_key: str | None = None, since: float | None = None,
-                       until: float | None = None) -> list[tuple[str, str]]:
-        """Best keyword matches first: ``(kind, item_id)``. ``match`` is the dialect's query string
+                       until: float | None = None) -> list[tuple[str, str, float | None]]:
+        """Best keyword matches first: ``(kind, item_id, ts)``. ``match`` is the dialect's query string
         (``KeywordQuery.fts5`` / ``.boolean``); filters as in ``VectorFilter``."""
         p = self.param
         where, args = "", []
@@ -201,7 +207,7 @@ class RecallSql:
             where += f" AND i.ts <= {p}"
             args.append(until)
         sql, n = self.keyword_sql(where, int(limit))
-        return [(r[0], r[1]) for r in self._fetch(sql, tuple([match] * n + args))]  # type: ignore[attr-defined]
+        return [(r[0], r[1], r[2]) for r in self._fetch(sql, tuple([match] * n + args))]  # type: ignore[attr-defined]
 
     def fresh_items(self, limit: int) -> tuple[list[Row], list[Row]]:
         """Committed but not yet indexed, newest first: events ``(event_id, session_key, ts, obs)``

@@ -183,7 +183,7 @@ class SqliteStore(SqlStore):
                 "ON CONFLICT(kind, item_id) DO UPDATE SET gen = gen + 1, queued_at = excluded.queued_at")
 
     def keyword_sql(self, where: str, limit: int) -> tuple[str, int]:
-        return ("SELECT i.kind, i.item_id FROM recall_fts JOIN recall_items i ON i.doc_id = recall_fts.rowid "
+        return ("SELECT i.kind, i.item_id, i.ts FROM recall_fts JOIN recall_items i ON i.doc_id = recall_fts.rowid "
                 f"WHERE recall_fts MATCH ?{where} ORDER BY recall_fts.rank, i.kind, i.item_id LIMIT {limit}", 1)
 
     def _dialect_missing(self, conn: Connection) -> tuple[str, ...]:

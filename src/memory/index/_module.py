@@ -1,0 +1,126 @@
+"""The recall plug-in as the service sees it: built from ``recall:``, started, stopped, reported.
+
+``RecallModule`` owns the embedder, this process's vector mirror, the background
+:class:`IndexWorker` and the query side. It is fail-open like the rest of the service: an
+embedder that cannot load means keyword-only recall (and a health warning), an indexer failure
+is counted and retried, and ``enabled: false`` builds nothing and queues nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .._config import RecallConfig
+from .._errors import StoreError
+from ..store import SqlStore
+from ._embed import Embedder, MiniLMEmbedder, make_embedder
+from ._fusion import Hit, parse_kinds
+from ._indexer import IndexSettings, IndexWorker
+from ._mirror import VectorMirror
+from ._recall import Recall
+
+log = logging.getLogger("memory.recall")
+
+#: The outbox's oldest entry older than this (seconds) while the database answers: "behind".
+LAG_WARN_S = 300.0
+
+
+def build_embedder(config: RecallConfig) -> tuple[Embedder | None, str | None]:
+    """The configured embedder, or (None, why) when it cannot work here (keyword-only then)."""
+    if config.embedder == "none":
+        return None, None
+    if config.embedder == "minilm":
+        why = MiniLMEmbedder.unavailable_reason()
+        if why is not None:
+            return None, f"embedder minilm unavailable ({why}); recall is keyword-only"
+        return make_embedder("minilm"), None
+    return make_embedder("hash", dim=config.hash_dim), None
+
+
+class RecallModule:
+    def __init__(self, config: RecallConfig, store: SqlStore, *, pending_events: Callable[[], Iterable[tuple[Any, ...]]],
+                 online: Callable[[], bool], offline_notes: Callable[[], Iterable[Any]],
+                 ready: Callable[[], bool], warn: Callable[[str, str], None] | None = None) -> None:
+        self.config, self.store = config, store
+        self.enabled = config.enabled
+        store.recall_outbox_enabled = config.enabled
+        self._online = online
+        self.embedder_problem: str | None = None
+        self.embedder: Embedder | None = None
+        self.mirror: VectorMirror | None = None
+        self.worker: IndexWorker | None = None
+        self.query: Recall | None = None
+        if not self.enabled:
+            return
+        self.embedder, self.embedder_problem = build_embedder(config)
+        if self.embedder_problem:
+            log.warning("%s", self.embedder_problem)
+        if self.embedder is not None:
+            self.mirror = VectorMirror(store, self.embedder.name, self.embedder.dim)
+        settings = IndexSettings(head_weight=config.head_weight, paths=config.event_field_paths(),
+                                 batch_size=config.indexer_batch_size, interval_s=config.indexer_interval_ms / 1000)
+        mirror = self.mirror
+        self.worker = IndexWorker(store, self.embedder, settings, ready=ready,
+                                  refresh=(mirror.refresh if mirror is not None else (lambda: None)), warn=warn)
+        self.query = Recall(store, config, self.embedder, self.mirror, pending_events=pending_events,
+                            online=online, offline_notes=offline_notes)
+
+    def start(self) -> None:
+        if self.worker is not None:
+            self.worker.start()
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        if self.worker is not None:
+            self.worker.stop(timeout)
+
+    def recall(self, query: object, k: object = None, *, kinds: object = ("knowledge", "event"),
+               session_key: object = None, since: object = None, until: object = None) -> list[Hit]:
+        if self.query is None:
+            parse_kinds(kinds)  # the one error recall raises, enabled or not
+            return []
+        return self.query.recall(query, k, kinds=kinds, session_key=session_key, since=since, until=until)
+
+    def health(self) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """(the ``index`` section of ``health()``, problems in plain words)."""
+        if not self.enabled:
+            return {"enabled": False}, ()
+        problems: list[str] = []
+        if self.embedder_problem:
+            problems.append(self.embedder_problem)
+        w = self.worker
+        assert w is not None
+        st = w.stats
+        report: dict[str, Any] = {
+            "enabled": True,
+            "embedder": None if self.embedder is None else self.embedder.name,
+            "dim": None if self.embedder is None else self.embedder.dim,
+            "vectors_in_memory": 0 if self.mirror is None else len(self.mirror),
+            "vector_bytes": 0 if self.mirror is None else self.mirror.index.stats().nbytes,
+            "indexer_running": w.running, "indexed": st.indexed, "removed": st.removed, "errors": st.errors,
+            "last_error": st.last_error, "backfill_done": st.backfill_done,
+            "offline_answers": 0 if self.query is None else self.query.offline_answers,
+            "items": None, "lag_records": None, "lag_seconds": None, "other_embedder": None,
+        }
+        if self._online():
+            try:
+                c = self.store.index_counts()
+            except StoreError as exc:
+                report["error"] = str(exc)
+            else:
+                name = report["embedder"]
+                lag_s = max(0.0, time.time() - c.oldest_queued_at) if c.oldest_queued_at is not None else 0.0
+                other = sum(n for e, n in c.by_embedder.items() if e != name)
+                report.update(items=c.items, lag_records=c.outbox, lag_seconds=round(lag_s, 3),
+                              other_embedder=other)
+                if c.outbox and lag_s > LAG_WARN_S:
+                    problems.append(f"the recall index is {c.outbox} changes ({lag_s:.0f}s) behind the database")
+                if other:
+                    problems.append(f"{other} indexed items were embedded by another embedder than "
+                                    f"{name or 'none'}; run `memory reindex`")
+        if st.last_error is not None and (st.last_ok_at is None or (st.last_error_at or 0) > st.last_ok_at) \
+                and st.errors >= 3 and self._online():
+            problems.append(f"the recall indexer keeps failing: {st.last_error}")
+        return report, tuple(problems)

@@ -1,0 +1,267 @@
+"""``recall``: one ranked list of notes and events for a query, online or not.
+
+Sources of candidates, all filtered by kind, session and time before ranking:
+
+* **the index** (database): keyword search (every term required first; when that finds fewer
+  than ``candidates``, any term) and vector search over this process's mirror of the vectors;
+* **fresh items**, not in the index yet: records still pending in this process's write queue
+  (read-your-writes) and committed ones still waiting in the outbox. They are scored in-process
+  (``local_score`` for keywords, the embedder for vectors) and merged into the two rankings:
+  by similarity into the vector ranking, alternately into the keyword ranking (keyword scores of
+  different engines are not comparable; alternating keeps each engine's order).
+* **offline** (database unreachable, breaker open): notes from the vault files and events from
+  the pending window, keyword only. Never a connect timeout per call: the breaker decides.
+
+Ranks are fused by ``fuse`` (RRF × recency × salience). An indexed hit whose source is gone
+(deleted note, forgotten event) is dropped when its text is fetched for the snippet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from .._config import RecallConfig
+from .._errors import StoreError
+from ..store import SqlStore
+from ..store._recall import KIND_EVENT, KIND_NOTE
+from ._documents import Document, event_document, note_document
+from ._embed import Embedder
+from ._extract import snippet
+from ._fusion import Fused, Hit, Salience, fuse, parse_kinds, parse_time_bound
+from ._mirror import VectorMirror
+from ._text import MAX_QUERY_CHARS, KeywordQuery, index_terms, keyword_query, local_score
+from ._vectors import VectorFilter
+
+log = logging.getLogger("memory.recall")
+Key = tuple[str, str]
+MAX_K = 1_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+    """recall()'s arguments, validated."""
+
+    text: str
+    keywords: KeywordQuery | None
+    k: int
+    kinds: frozenset[str]
+    session_key: str | None
+    since: float | None
+    until: float | None
+
+    @property
+    def filter(self) -> VectorFilter:
+        return VectorFilter(self.kinds, self.session_key, self.since, self.until)
+
+    def admits(self, doc: Document) -> bool:
+        if doc.kind not in self.kinds:
+            return False
+        if self.session_key is not None and doc.session_key is not None and doc.session_key != self.session_key:
+            return False
+        if self.since is not None or self.until is not None:
+            if doc.ts is None:
+                return False
+            if (self.since is not None and doc.ts < self.since) or (self.until is not None and doc.ts > self.until):
+                return False
+        return True
+
+
+def make_query(query: object, k: object, kinds: object, session_key: object, since: object, until: object,
+               *, default_k: int, now: float) -> Query:
+    """Validate the arguments. ``kinds`` is the one that raises (ValueError); a bad ``k`` means the
+    default, a bad time bound is ignored with a warning (recall answers best effort)."""
+    kind_set = parse_kinds(kinds)
+    try:
+        text = query if isinstance(query, str) else "" if query is None else str(query)
+    except Exception:  # noqa: BLE001 - a hostile __str__
+        text = ""
+    text = text[:MAX_QUERY_CHARS].replace("\x00", " ")
+    try:
+        n = default_k if k is None or isinstance(k, bool) else int(k)  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        n = default_k
+    bounds: list[float | None] = []
+    for name, value in (("since", since), ("until", until)):
+        try:
+            bounds.append(parse_time_bound(value, now=now))
+        except (ValueError, OverflowError) as exc:
+            log.warning("recall: %s ignored: %s", name, exc)
+            bounds.append(None)
+    sk = None if session_key is None else str(session_key)
+    return Query(text, keyword_query(text), max(0, min(MAX_K, n)), kind_set, sk, bounds[0], bounds[1])
+
+
+def _interleave(a: Sequence[Key], b: Sequence[Key]) -> list[Key]:
+    out: dict[Key, None] = {}
+    for i in range(max(len(a), len(b))):
+        for seq in (a, b):
+            if i < len(seq):
+                out.setdefault(seq[i], None)
+    return list(out)
+
+
+class Recall:
+    """The query side of recall for one service."""
+
+    def __init__(self, store: SqlStore, config: RecallConfig, embedder: Embedder | None,
+                 mirror: VectorMirror | None, *, pending_events: Callable[[], Iterable[tuple[Any, ...]]],
+                 online: Callable[[], bool], offline_notes: Callable[[], Iterable[Any]],
+                 salience: Salience | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.store, self.config, self.embedder, self.mirror = store, config, embedder, mirror
+        self._pending_events, self._online, self._offline_notes = pending_events, online, offline_notes
+        self.salience = salience
+        self._clock = clock
+        self.params = config.fusion_params()
+        self.paths = config.event_field_paths()
+        if config.min_similarity is not None:
+            self.min_similarity: float | None = config.min_similarity
+        else:  # hashed n-grams share some features by chance; a trained model's floor is lower
+            self.min_similarity = 0.1 if embedder is not None and embedder.name.startswith("hash") else 0.0
+        self.offline_answers = 0
+        self.last_offline_reason: str | None = None
+
+    # -- fresh items ---------------------------------------------------------------------------
+    def _pending_docs(self, q: Query) -> list[Document]:
+        if KIND_EVENT not in q.kinds or self.config.max_fresh <= 0:
+            return []
+        rows = list(self._pending_events())[-self.config.max_fresh:]
+        docs = (event_document(r[0], r[2], r[1], r[3], self.paths) for r in reversed(rows))
+        return [d for d in docs if d is not None and q.admits(d)]
+
+    def _outbox_docs(self, q: Query) -> list[Document]:
+        if self.config.max_fresh <= 0:
+            return []
+        events, notes = self.store.fresh_items(self.config.max_fresh)
+        docs: list[Document | None] = []
+        if KIND_EVENT in q.kinds:
+            docs += [event_document(r[0], r[1], r[2], r[3], self.paths) for r in events]
+        if KIND_NOTE in q.kinds:
+            docs += [note_document(r[0], r[1], r[2], r[3], r[4]) for r in notes]
+        return [d for d in docs if d is not None and q.admits(d)]
+
+    def _local_keyword(self, q: Query, docs: Sequence[Document]) -> list[Key]:
+        if q.keywords is None:
+            return []
+        hw = self.config.head_weight
+        scored = [(local_score(q.keywords, d.terms(hw)), d.key) for d in docs]
+        return [key for s, key in sorted(((s, key) for s, key in scored if s > 0), key=lambda x: (-x[0], x[1]))]
+
+    def _local_vector(self, qvec: Any, docs: Sequence[Document]) -> list[tuple[Key, float]]:
+        if qvec is None or not docs or self.embedder is None:
+            return []
+        sims = self.embedder.embed([d.embed_text for d in docs]) @ qvec
+        floor = -math.inf if self.min_similarity is None else self.min_similarity
+        return [(d.key, float(s)) for d, s in zip(docs, sims) if math.isfinite(float(s)) and float(s) >= floor]
+
+    # -- the query -------------------------------------------------------------------------------
+    def recall(self, query: object, k: object = None, *, kinds: object = ("knowledge", "event"),
+               session_key: object = None, since: object = None, until: object = None) -> list[Hit]:
+        now = self._clock()
+        q = make_query(query, k, kinds, session_key, since, until, default_k=self.config.default_k, now=now)
+        if q.k == 0 or (q.keywords is None and not q.text.strip()):
+            return []
+        try:
+            if self._online():
+                return self._online_recall(q, now)
+            self.last_offline_reason = "database unavailable (breaker open)"
+        except StoreError as exc:
+            self.last_offline_reason = str(exc)
+        except Exception as exc:  # noqa: BLE001 - never fail the caller; answer from what is local
+            log.warning("recall failed, answering from local data: %s", exc)
+            self.last_offline_reason = f"{type(exc).__name__}: {exc}"
+        self.offline_answers += 1
+        try:
+            return self._offline_recall(q, now)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("offline recall failed: %s", exc)
+            return []
+
+    def _query_vector(self, q: Query) -> Any:
+        if self.embedder is None or not q.text.strip():
+            return None
+        vec = self.embedder.embed([q.text])[0]
+        return vec if float((vec * vec).sum()) > 0 else None
+
+    def _online_recall(self, q: Query, now: float) -> list[Hit]:
+        c = max(self.config.candidates, q.k)
+        ts: dict[Key, float | None] = {}
+        kw_db: list[Key] = []
+        if q.keywords is not None:
+            match_all, match_any = self._match(q.keywords, True), self._match(q.keywords, False)
+            filters = dict(kinds=sorted(q.kinds), session_key=q.session_key, since=q.since, until=q.until)
+            found = self.store.keyword_search(match_all, c, **filters)  # type: ignore[arg-type]
+            if len(found) < c and len(q.keywords.terms) > 1:
+                found += self.store.keyword_search(match_any, c, **filters)  # type: ignore[arg-type]
+            for kind, item_id, t in found:
+                if (kind, item_id) not in ts:
+                    kw_db.append((kind, item_id))
+                    ts[(kind, item_id)] = t
+            kw_db = kw_db[:c]
+        qvec = self._query_vector(q)
+        vec: list[tuple[Key, float]] = []
+        if qvec is not None and self.mirror is not None:
+            for h in self.mirror.search(qvec, c, q.filter, self.min_similarity):
+                vec.append(((h.kind, h.id), h.score))
+        fresh = {d.key: d for d in self._outbox_docs(q)}
+        fresh.update({d.key: d for d in self._pending_docs(q)})  # pending is newer than the outbox
+        docs = list(fresh.values())
+        keyword = _interleave(kw_db, self._local_keyword(q, docs))
+        if docs:
+            vec = sorted(dict([*vec, *self._local_vector(qvec, docs)]).items(), key=lambda x: (-x[1], x[0]))[:c]
+        for d in docs:
+            ts[d.key] = d.ts
+        if self.mirror is not None:
+            for key, _ in vec:
+                ts.setdefault(key, self.mirror.index.ts_of(key))
+        fused = fuse(keyword, vec, now=now, ts=ts, params=self.params, salience=self.salience, limit=q.k * 2 + 10)
+        return self._materialize(q, fused, fresh)
+
+    def _match(self, kq: KeywordQuery, require_all: bool) -> str:
+        return kq.fts5(require_all) if self.store.dialect == "sqlite" else kq.boolean(require_all)
+
+    def _materialize(self, q: Query, fused: Sequence[Fused], fresh: dict[Key, Document]) -> list[Hit]:
+        need = [f for f in fused if (f.kind, f.id) not in fresh]
+        events = self.store.event_sources([f.id for f in need if f.kind == KIND_EVENT])
+        notes = self.store.note_sources([f.id for f in need if f.kind == KIND_NOTE])
+        hits: list[Hit] = []
+        for f in fused:
+            doc = fresh.get((f.kind, f.id))
+            if doc is None and f.kind == KIND_EVENT and f.id in events:
+                e = events[f.id]
+                doc = event_document(f.id, e[0], e[1], e[2], self.paths)
+            elif doc is None and f.kind == KIND_NOTE and f.id in notes:
+                doc = note_document(f.id, *notes[f.id])
+            if doc is None:
+                continue  # gone since it was indexed: never answer with a deleted item
+            hits.append(self._hit(q, f, doc))
+            if len(hits) >= q.k:
+                break
+        return hits
+
+    def _hit(self, q: Query, f: Fused, doc: Document) -> Hit:
+        return Hit(f.kind, f.id, f.score, doc.title, snippet(doc.text, q.keywords), doc.session_key, doc.ts, f.why)
+
+    def _offline_recall(self, q: Query, now: float) -> list[Hit]:
+        docs: list[Document] = []
+        if KIND_NOTE in q.kinds:
+            for note in self._offline_notes():
+                d = note_document(note.key, note.title, note.content, _json_list(note.tags), _json_list(note.headings))
+                if q.admits(d):
+                    docs.append(d)
+        docs += self._pending_docs(q)
+        by_key = {d.key: d for d in docs}
+        keyword = self._local_keyword(q, list(by_key.values()))
+        fused = fuse(keyword, [], now=now, ts={k: d.ts for k, d in by_key.items()}, params=self.params,
+                     salience=self.salience, limit=q.k)
+        return [self._hit(q, f, by_key[(f.kind, f.id)]) for f in fused]
+
+
+def _json_list(items: Iterable[str]) -> str:
+    import json
+
+    return json.dumps(list(items))
