@@ -103,6 +103,12 @@ def vector_from_bytes(data: bytes | None, dim: int) -> np.ndarray | None:
     return np.frombuffer(bytes(data), dtype="<f4")
 
 
+def embedder_id(embedder: Embedder | None) -> str | None:
+    """What the index stores as a vector's maker: name *and* dimension. A hash embedder with another
+    ``hash_dim`` makes incomparable vectors under the same name, so the name alone is not enough."""
+    return None if embedder is None else f"{embedder.name}/{embedder.dim}"
+
+
 def index_rows(docs: Sequence[Document], embedder: Embedder | None, head_weight: int) -> list[IndexRow]:
     """The rows to store for ``docs``, vectors included (one ``embed`` call for the batch)."""
     if not docs:
@@ -112,7 +118,7 @@ def index_rows(docs: Sequence[Document], embedder: Embedder | None, head_weight:
         vectors = [None] * len(docs)
     else:
         vectors = list(embedder.embed([d.embed_text for d in docs]))
-    name = None if embedder is None else embedder.name
+    name = embedder_id(embedder)
     dim = None if embedder is None else embedder.dim
     out = []
     for d, v in zip(docs, vectors):

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from .._errors import StoreError
 from ..store import SqlStore
 from ..store._recall import KIND_EVENT, KIND_NOTE, IndexedMeta
-from ._documents import Document, event_document, index_rows, needs_index, note_document
+from ._documents import Document, embedder_id, event_document, index_rows, needs_index, note_document
 from ._embed import Embedder
 from ._extract import DEFAULT_FIELD_PATHS, FieldPath
 
@@ -81,7 +81,7 @@ def index_keys(store: SqlStore, embedder: Embedder | None, settings: IndexSettin
     for kind in {k for k, _ in keys}:
         for item_id, m in store.indexed_meta(kind, [i for k, i in keys if k == kind]).items():
             meta[(kind, item_id)] = m
-    name = None if embedder is None else embedder.name
+    name = embedder_id(embedder)
     todo = [d for d in docs.values() if d is not None and
             (force or needs_index(d, meta.get(d.key), settings.head_weight, name))]
     remove = [key for key, d in docs.items() if d is None and key in meta]

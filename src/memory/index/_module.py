@@ -16,6 +16,7 @@ from typing import Any
 from .._config import RecallConfig
 from .._errors import StoreError
 from ..store import SqlStore
+from ._documents import embedder_id
 from ._embed import Embedder, MiniLMEmbedder, make_embedder
 from ._fusion import Hit, parse_kinds
 from ._indexer import IndexSettings, IndexWorker
@@ -59,7 +60,7 @@ class RecallModule:
         if self.embedder_problem:
             log.warning("%s", self.embedder_problem)
         if self.embedder is not None:
-            self.mirror = VectorMirror(store, self.embedder.name, self.embedder.dim)
+            self.mirror = VectorMirror(store, str(embedder_id(self.embedder)), self.embedder.dim)
         settings = IndexSettings(head_weight=config.head_weight, paths=config.event_field_paths(),
                                  batch_size=config.indexer_batch_size, interval_s=config.indexer_interval_ms / 1000)
         mirror = self.mirror
@@ -95,7 +96,7 @@ class RecallModule:
         st = w.stats
         report: dict[str, Any] = {
             "enabled": True,
-            "embedder": None if self.embedder is None else self.embedder.name,
+            "embedder": embedder_id(self.embedder),
             "dim": None if self.embedder is None else self.embedder.dim,
             "vectors_in_memory": 0 if self.mirror is None else len(self.mirror),
             "vector_bytes": 0 if self.mirror is None else self.mirror.index.stats().nbytes,
