@@ -1,0 +1,239 @@
+"""The index's storage guarantees, on SQLite and MariaDB: the outbox commits with the record, a
+change made while it is being indexed is indexed again, every process's vectors follow every
+indexer, a crash between commit and indexing loses nothing, concurrent indexers never duplicate,
+an existing database is backfilled, and ``enabled: false`` queues nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memory import MemoryService, load_config
+from memory.index._documents import embedder_id
+from memory.index._embed import HashEmbedder
+from memory.index._indexer import IndexSettings, index_keys
+from memory.index._mirror import VectorMirror
+from memory.store import SqlStore, create_store
+
+from .conftest import service_config, wait_for
+
+
+def store_for(dsn: str) -> SqlStore:
+    store = create_store(load_config({"database": {"dsn": dsn}}).database)
+    store.initialize()
+    return store
+
+
+def ev(i: int, text: str, session: str = "s") -> tuple[Any, ...]:
+    return (f"e{i:08d}", 1_700_000_000.0 + i, session, json.dumps({"text": text}), None, None)
+
+
+def outbox(store: SqlStore) -> set[tuple[str, str]]:
+    return {(r[0], r[1]) for r in store.execute("SELECT kind, item_id FROM recall_outbox")}
+
+
+def items(store: SqlStore) -> dict[tuple[str, str], int]:
+    return {(r[0], r[1]): int(r[2]) for r in store.execute("SELECT kind, item_id, doc_id FROM recall_items")}
+
+
+def drain(store: SqlStore, embedder: HashEmbedder | None = None, settings: IndexSettings = IndexSettings()) -> None:
+    while batch := store.outbox_batch(100):
+        index_keys(store, embedder, settings, [(k, i) for k, i, _ in batch], done=batch)
+
+
+def test_the_outbox_commits_with_the_event_and_rolls_back_with_it(dsn: str) -> None:
+    store = store_for(dsn)
+    try:
+        store.write_batch([ev(1, "hello there")], [], [])
+        assert outbox(store) == {("event", "e00000001")}
+        bad = ("e00000002", 1.0, None, "{}", None, None)  # session_key NOT NULL: the batch is rejected
+        with pytest.raises(Exception):
+            store.write_batch([ev(3, "fine"), bad], [], [])
+        assert outbox(store) == {("event", "e00000001")}  # nothing of the rejected transaction
+    finally:
+        store.dispose()
+
+
+def test_a_change_queued_while_indexing_is_indexed_again(dsn: str) -> None:
+    store = store_for(dsn)
+    try:
+        row = ("facts/tea", "facts", "knowledge/facts/tea.md", "Tea", "green tea in the afternoon", "[]", "[]",
+               "[]", None, "d1", 1, 1.0)
+        store.upsert_notes("knowledge", [row])
+        batch = store.outbox_batch(10)
+        # The note changes after the indexer read the outbox and before it applies the batch.
+        store.upsert_notes("knowledge", [row[:4] + ("black tea with milk",) + row[5:]])
+        index_keys(store, None, IndexSettings(), [(k, i) for k, i, _ in batch], done=batch)
+        assert outbox(store) == {("knowledge", "facts/tea")}  # kept: the newer content is not indexed yet
+        drain(store)
+        assert outbox(store) == set()
+        hits = store.keyword_search('"xmilk"', 5) or store.keyword_search("xmilk", 5)
+        from memory.index._text import keyword_query
+
+        kq = keyword_query("milk")
+        assert kq is not None
+        match = kq.fts5() if store.dialect == "sqlite" else kq.boolean()
+        assert [h[:2] for h in store.keyword_search(match, 5)] == [("knowledge", "facts/tea")], hits
+    finally:
+        store.dispose()
+
+
+def test_every_process_mirror_follows_another_indexer(dsn: str) -> None:
+    a, b = store_for(dsn), store_for(dsn)  # two stores: what two processes hold
+    emb = HashEmbedder(64)
+    try:
+        mirror = VectorMirror(a, str(embedder_id(emb)), emb.dim)
+        assert mirror.refresh() is False or len(mirror) == 0
+        b.write_batch([ev(i, f"message number {i} about apples") for i in range(50)], [], [])
+        drain(b, emb)
+        assert mirror.refresh() and len(mirror) == 50
+        assert mirror.refresh() is False  # nothing changed: one query, no work
+        # Re-index with new content (delete + insert under a new doc_id) and remove some.
+        b.execute("DELETE FROM events WHERE event_id IN ('e00000001', 'e00000002')")
+        b.enqueue_for_index("event", ["e00000001", "e00000002", "e00000003"])
+        drain(b, emb)
+        assert mirror.refresh()
+        assert len(mirror) == 48
+        assert ("event", "e00000001") not in mirror.index and ("event", "e00000003") in mirror.index
+        assert set(items(b)) == set(mirror.index.keys())
+    finally:
+        a.dispose()
+        b.dispose()
+
+
+CRASHER = r"""
+import json, os, sys
+from memory import MemoryService
+cfg = json.loads(sys.argv[1])
+svc = MemoryService.from_config(cfg)
+for i in range(200):
+    svc.append_event({"text": f"crash test message {i} kiwi"}, "s")
+assert svc.flush(30)
+print("flushed", flush=True)
+os.kill(os.getpid(), 9)  # committed, never indexed: the indexer never ran (interval of an hour)
+"""
+
+
+def test_a_crash_between_commit_and_indexing_loses_no_index_entry(dsn: str, tmp_path: Path) -> None:
+    cfg = service_config(dsn, tmp_path)
+    cfg["recall"] = {"indexer_interval_ms": 3_600_000}
+    # The first loop of the indexer runs at start: let it find nothing by writing after it.
+    script = tmp_path / "crash.py"
+    script.write_text(CRASHER, encoding="utf-8")
+    proc = subprocess.run([sys.executable, str(script), json.dumps(cfg)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert "flushed" in proc.stdout
+    store = store_for(dsn)
+    try:
+        indexed_before = {k for k in items(store) if k[0] == "event"}
+        assert len(indexed_before) + len({k for k in outbox(store) if k[0] == "event"}) >= 200
+    finally:
+        store.dispose()
+    cfg["recall"] = {"indexer_interval_ms": 50}
+    with MemoryService.from_config(cfg) as svc:
+        assert wait_for(lambda: svc.health()["index"]["lag_records"] == 0 and
+                        svc.health()["index"]["items"] == 200, 60), svc.health()["index"]
+        assert len(svc.recall("kiwi", k=500, kinds=("event",))) == 200
+
+
+INDEXER = r"""
+import sys
+from memory import load_config
+from memory.index._embed import HashEmbedder
+from memory.index._indexer import IndexSettings, index_keys
+from memory.store import create_store
+store = create_store(load_config({"database": {"dsn": sys.argv[1]}}).database)
+emb = HashEmbedder(64)
+done = 0
+while True:
+    batch = store.outbox_batch(int(sys.argv[2]))
+    if not batch:
+        break
+    out = index_keys(store, emb, IndexSettings(), [(k, i) for k, i, _ in batch], done=batch)
+    done += out.indexed
+print(done)
+"""
+
+
+def test_concurrent_indexers_never_duplicate(dsn: str, tmp_path: Path) -> None:
+    store = store_for(dsn)
+    try:
+        for start in range(0, 3000, 500):
+            store.write_batch([ev(i, f"pear number {i}") for i in range(start, start + 500)], [], [])
+        script = tmp_path / "indexer.py"
+        script.write_text(INDEXER, encoding="utf-8")
+        procs = [subprocess.Popen([sys.executable, str(script), dsn, str(n)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for n in (50, 70, 90)]
+        outs = [p.communicate(timeout=300) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0, 0], [o[1][-2000:] for o in outs]
+        assert outbox(store) == set()
+        rows = store.execute("SELECT COUNT(*), COUNT(DISTINCT kind, item_id) FROM recall_items"
+                             if store.dialect != "sqlite" else
+                             "SELECT COUNT(*), COUNT(DISTINCT kind || '/' || item_id) FROM recall_items")
+        assert rows[0] == (3000, 3000)
+        assert sum(int(o[0].strip()) for o in outs) >= 3000  # every item indexed at least once
+    finally:
+        store.dispose()
+
+
+def test_an_existing_database_is_backfilled_at_first_start(dsn: str, tmp_path: Path) -> None:
+    from alembic import command
+
+    from memory.store._sql import alembic_config
+
+    store = create_store(load_config({"database": {"dsn": dsn}}).database)
+    try:
+        with store.engine.connect() as conn:
+            command.upgrade(alembic_config(conn), "0002")
+            conn.commit()
+        store.recall_outbox_enabled = False  # what the previous version wrote: no outbox
+        store.write_batch([ev(i, f"old plum message {i}") for i in range(300)], [], [])
+    finally:
+        store.dispose()
+    cfg = service_config(dsn, tmp_path)
+    cfg["recall"] = {"indexer_interval_ms": 20, "indexer_batch_size": 64}
+    with MemoryService.from_config(cfg) as svc:
+        assert wait_for(lambda: svc.health()["index"]["backfill_done"], 60), svc.health()["index"]
+        assert svc.health()["index"]["items"] == 300
+        assert len(svc.recall("plum", k=1000)) == 300
+
+
+def test_disabled_recall_queues_nothing_and_answers_empty(dsn: str, tmp_path: Path) -> None:
+    cfg = service_config(dsn, tmp_path)
+    cfg["recall"] = {"enabled": False}
+    with MemoryService.from_config(cfg) as svc:
+        svc.append_event({"text": "quince"}, "s")
+        assert svc.flush(20)
+        assert svc.recall("quince") == []
+        with pytest.raises(ValueError):
+            svc.recall("quince", kinds=("notes",))
+        assert svc.health()["index"] == {"enabled": False}
+        assert svc.store.count("recall_outbox") == 0 and svc.store.count("recall_items") == 0
+
+
+def test_a_changed_embedder_is_reported_until_reindexed(dsn: str, tmp_path: Path) -> None:
+    cfg = service_config(dsn, tmp_path)
+    cfg["recall"] = {"indexer_interval_ms": 20}
+    with MemoryService.from_config(cfg) as svc:
+        for i in range(20):
+            svc.append_event({"text": f"fig {i}"}, "s")
+        assert wait_for(lambda: svc.health()["index"]["items"] == 20, 60)
+    cfg["recall"] = {"indexer_interval_ms": 20, "hash_dim": 128}
+    with MemoryService.from_config(cfg) as svc:
+        assert wait_for(lambda: svc.health()["index"]["other_embedder"] == 20, 60), svc.health()["index"]
+        assert any("another embedder" in w and "memory reindex" in w for w in svc.health()["warnings"])
+        # Keyword search still answers from the old rows; vectors of another dimension are never mixed in.
+        hits = svc.recall("fig", k=50)
+        assert len(hits) == 20 and all(h.why.vector_rank is None for h in hits)
+        assert len(svc.recall_index.mirror) == 0
+        assert os.environ.get("MEMORY_DATABASE_DSN") is None
+    assert time.time() > 0
