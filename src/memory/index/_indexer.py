@@ -24,7 +24,7 @@ from .._errors import StoreError
 from ..store import SqlStore
 from ..store._recall import KIND_EVENT, KIND_NOTE, IndexedMeta
 from ._documents import Document, embedder_id, event_document, index_rows, needs_index, note_document
-from ._embed import Embedder
+from ._embed import Embedder, EmbedderUnavailable
 from ._extract import DEFAULT_FIELD_PATHS, FieldPath
 
 log = logging.getLogger("memory.index")
@@ -167,8 +167,10 @@ class IndexWorker:
 
     def __init__(self, store: SqlStore, embedder: Embedder | None, settings: IndexSettings, *,
                  ready: Callable[[], bool], refresh: Callable[[], object] = lambda: None,
-                 clock: Callable[[], float] = time.monotonic, warn: Callable[[str, str], None] | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, warn: Callable[[str, str], None] | None = None,
+                 on_embedder_failure: Callable[[EmbedderUnavailable], None] | None = None) -> None:
         self.store, self.embedder, self.settings = store, embedder, settings
+        self._on_embedder_failure = on_embedder_failure
         self._ready, self._refresh, self._clock = ready, refresh, clock
         self._warn = warn or (lambda key, msg: log.warning("%s", msg))
         self.stats = WorkerStats()
@@ -237,6 +239,14 @@ class IndexWorker:
             try:
                 work = self.loop_once()
                 self._backoff = 0.0
+            except EmbedderUnavailable as exc:
+                work = 0
+                self.stats.errors += 1
+                self.stats.last_error, self.stats.last_error_at = str(exc), time.time()
+                if self._on_embedder_failure is not None:
+                    self._on_embedder_failure(exc)  # keyword-only from now on; the next loop goes on
+                else:
+                    self.embedder = None
             except Exception as exc:  # noqa: BLE001 - the indexer must outlive any failure
                 work = 0
                 self.stats.errors += 1

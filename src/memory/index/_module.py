@@ -17,7 +17,7 @@ from .._config import RecallConfig
 from .._errors import StoreError
 from ..store import SqlStore
 from ._documents import embedder_id
-from ._embed import Embedder, MiniLMEmbedder, make_embedder
+from ._embed import Embedder, EmbedderUnavailable, MiniLMEmbedder, make_embedder
 from ._fusion import Hit, parse_kinds
 from ._indexer import IndexSettings, IndexWorker
 from ._mirror import VectorMirror
@@ -64,10 +64,29 @@ class RecallModule:
         settings = IndexSettings(head_weight=config.head_weight, paths=config.event_field_paths(),
                                  batch_size=config.indexer_batch_size, interval_s=config.indexer_interval_ms / 1000)
         mirror = self.mirror
-        self.worker = IndexWorker(store, self.embedder, settings, ready=ready,
-                                  refresh=(mirror.refresh if mirror is not None else (lambda: None)), warn=warn)
+        self.worker = IndexWorker(store, self.embedder, settings, ready=ready, refresh=self._refresh, warn=warn,
+                                  on_embedder_failure=self._embedder_failed)
         self.query = Recall(store, config, self.embedder, self.mirror, pending_events=pending_events,
-                            online=online, offline_notes=offline_notes)
+                            online=online, offline_notes=offline_notes, on_embedder_failure=self._embedder_failed)
+
+    def _refresh(self) -> None:
+        mirror = self.mirror
+        if mirror is not None:
+            mirror.refresh()
+
+    def _embedder_failed(self, exc: EmbedderUnavailable) -> None:
+        """The model could not load after all (a broken install, no memory): keyword-only from now
+        on, said in health. Items indexed meanwhile carry no vector; `memory reindex` adds them
+        once the embedder works."""
+        if self.embedder is None:
+            return
+        self.embedder_problem = f"{exc}; recall is keyword-only"
+        log.warning("%s", self.embedder_problem)
+        self.embedder, self.mirror = None, None
+        if self.worker is not None:
+            self.worker.embedder = None
+        if self.query is not None:
+            self.query.embedder, self.query.mirror = None, None
 
     def start(self) -> None:
         if self.worker is not None:

@@ -30,7 +30,7 @@ from .._errors import StoreError
 from ..store import SqlStore
 from ..store._recall import KIND_EVENT, KIND_NOTE
 from ._documents import Document, event_document, note_document
-from ._embed import Embedder
+from ._embed import Embedder, EmbedderUnavailable
 from ._extract import snippet
 from ._fusion import Fused, Hit, Salience, fuse, parse_kinds, parse_time_bound
 from ._mirror import VectorMirror
@@ -111,11 +111,13 @@ class Recall:
     def __init__(self, store: SqlStore, config: RecallConfig, embedder: Embedder | None,
                  mirror: VectorMirror | None, *, pending_events: Callable[[], Iterable[tuple[Any, ...]]],
                  online: Callable[[], bool], offline_notes: Callable[[], Iterable[Any]],
-                 salience: Salience | None = None, clock: Callable[[], float] = time.time) -> None:
+                 salience: Salience | None = None, clock: Callable[[], float] = time.time,
+                 on_embedder_failure: Callable[[EmbedderUnavailable], None] | None = None) -> None:
         self.store, self.config, self.embedder, self.mirror = store, config, embedder, mirror
         self._pending_events, self._online, self._offline_notes = pending_events, online, offline_notes
         self.salience = salience
         self._clock = clock
+        self._on_embedder_failure = on_embedder_failure
         self.params = config.fusion_params()
         self.paths = config.event_field_paths()
         if config.min_similarity is not None:
@@ -152,9 +154,13 @@ class Recall:
         return [key for s, key in sorted(((s, key) for s, key in scored if s > 0), key=lambda x: (-x[0], x[1]))]
 
     def _local_vector(self, qvec: Any, docs: Sequence[Document]) -> list[tuple[Key, float]]:
-        if qvec is None or not docs or self.embedder is None:
+        embedder = self.embedder
+        if qvec is None or not docs or embedder is None:
             return []
-        sims = self.embedder.embed([d.embed_text for d in docs]) @ qvec
+        try:
+            sims = embedder.embed([d.embed_text for d in docs]) @ qvec
+        except EmbedderUnavailable:
+            return []
         floor = -math.inf if self.min_similarity is None else self.min_similarity
         return [(d.key, float(s)) for d, s in zip(docs, sims) if math.isfinite(float(s)) and float(s) >= floor]
 
@@ -182,9 +188,16 @@ class Recall:
             return []
 
     def _query_vector(self, q: Query) -> Any:
-        if self.embedder is None or not q.text.strip():
+        embedder = self.embedder
+        if embedder is None or not q.text.strip():
             return None
-        vec = self.embedder.embed([q.text])[0]
+        try:
+            vec = embedder.embed([q.text])[0]
+        except EmbedderUnavailable as exc:
+            if self._on_embedder_failure is not None:
+                self._on_embedder_failure(exc)
+            self.embedder = None
+            return None
         return vec if float((vec * vec).sum()) > 0 else None
 
     def _online_recall(self, q: Query, now: float) -> list[Hit]:
@@ -204,8 +217,9 @@ class Recall:
             kw_db = kw_db[:c]
         qvec = self._query_vector(q)
         vec: list[tuple[Key, float]] = []
-        if qvec is not None and self.mirror is not None:
-            for h in self.mirror.search(qvec, c, q.filter, self.min_similarity):
+        mirror = self.mirror
+        if qvec is not None and mirror is not None:
+            for h in mirror.search(qvec, c, q.filter, self.min_similarity):
                 vec.append(((h.kind, h.id), h.score))
         fresh = {d.key: d for d in self._outbox_docs(q)}
         fresh.update({d.key: d for d in self._pending_docs(q)})  # pending is newer than the outbox
@@ -215,9 +229,9 @@ class Recall:
             vec = sorted(dict([*vec, *self._local_vector(qvec, docs)]).items(), key=lambda x: (-x[1], x[0]))[:c]
         for d in docs:
             ts[d.key] = d.ts
-        if self.mirror is not None:
+        if mirror is not None:
             for key, _ in vec:
-                ts.setdefault(key, self.mirror.index.ts_of(key))
+                ts.setdefault(key, mirror.index.ts_of(key))
         fused = fuse(keyword, vec, now=now, ts=ts, params=self.params, salience=self.salience, limit=q.k * 2 + 10)
         return self._materialize(q, fused, fresh)
 
