@@ -30,6 +30,11 @@ def check_summary(s: dict) -> None:
     assert s["outage"]["pending_in_outage"] > 0 and s["outage"]["committed_during"] == 0
     assert s["health"]["pending"] == 0 and s["queue"]["dropped"] == {}
     assert s["vault"]["files"] == 7
+    r = s["recall"]  # the agent answers from recall, each session from its own messages only
+    assert r["replies"] == sum(v["turns_ok"] for v in people.values()) + 2  # + the two [error] replies
+    assert r["from_notes"] > r["replies"] // 2 and r["earlier_messages"] >= 3
+    assert r["other_sessions_shown"] == 0
+    assert r["example"] is not None and 'Earlier you said: "' in r["example"]["reply"]
 
 
 def test_demo_on_sqlite(tmp_path: Path) -> None:
@@ -49,6 +54,7 @@ def test_demo_human_output(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "OK: every observation, turn and outcome is in the database" in out.stdout
     assert "the database outage" in out.stdout
+    assert "0 showed another session's" in " ".join(out.stdout.split())  # rich wraps at the terminal width
 
 
 def commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:

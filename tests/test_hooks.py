@@ -255,3 +255,104 @@ def test_auto_init(tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch
     assert mem.get_event(rec.event_id) is not None
     assert mem.health()["status"] == "degraded"
     mem.close(timeout=0.2)
+
+
+# -- the reference agent answers from recall ------------------------------------------------------------
+class RecallSpy:
+    """The real service, with every ``recall`` call's arguments written down."""
+
+    def __init__(self, svc: MemoryService, *, ignore_session: bool = False) -> None:
+        self.svc, self.ignore_session = svc, ignore_session
+        self.calls: list[dict[str, Any]] = []
+
+    def recall(self, query: Any, k: Any = None, **kw: Any) -> Any:
+        self.calls.append({"query": query, "k": k, **kw})
+        if self.ignore_session:  # a memory side that forgets the scope: the agent must still not leak
+            kw.pop("session_key", None)
+        return self.svc.recall(query, k, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.svc, name)
+
+
+def converse(memory: Any, lines: list[tuple[str, str]], timeout: float = 5.0) -> list[tuple[Observation, Any]]:
+    """Send each line and wait for its answer before the next (so earlier ones are there to recall)."""
+    async def main() -> list[tuple[Observation, Any]]:
+        core = ReferenceCore(memory, hook_timeout=timeout)
+        for session, text in lines:
+            await core.submit(Observation(session, text, user_id=session))
+            await core.drain()
+        core.hooks._pool.shutdown()
+        return core.answers
+
+    return asyncio.run(main())
+
+
+SECRET = "my locker code is zebra 4711"
+
+
+@pytest.mark.parametrize("ignore_session", [False, True], ids=["scoped", "memory-ignores-scope"])
+def test_agent_recalls_its_own_session_only(svc: MemoryService, ignore_session: bool) -> None:
+    svc.initialize()  # the note goes to the database at once (the vault writes its file either way)
+    svc.upsert_knowledge("facts/lockers", "# Lockers\n\nThe zebra lockers are by the door; codes are personal.")
+    spy = RecallSpy(svc, ignore_session=ignore_session)
+    answers = converse(spy, [("alice", SECRET), ("bob", "what is the zebra locker code?"),
+                             ("alice", "zebra locker code?"), ("bob", "zebra locker code?")])
+    (_, a1), (bob_q, b1), (alice_q, a2), (bob_q2, b2) = answers
+    assert "From 'Lockers': The zebra lockers are by the door" in b1.text  # the shared note is for everyone
+    assert "4711" not in b1.text and "4711" not in b2.text, (b1.text, b2.text)
+    assert b1.recalled.earlier is None  # bob has said nothing before
+    assert b2.recalled.earlier.session_key == "bob"  # his own first question, never alice's words
+    assert f'Earlier you said: "{bob_q.text}"' in b2.text
+    # alice gets her own earlier message back, and not the message she is asking with
+    assert f'Earlier you said: "{SECRET}"' in a2.text
+    assert a2.recalled.earlier.session_key == "alice"
+    assert a2.recalled.earlier.id != alice_q.metadata["memory_event_id"]  # type: ignore[index]
+    assert svc.get_event(a2.recalled.earlier.id).obs["text"] == SECRET  # type: ignore[union-attr]
+    assert f"event:{a2.recalled.earlier.id}" in a2.sources and "facts/lockers" in a2.sources
+    # every recall was asked once per message, for the asking session only
+    assert [(c["query"], c["session_key"]) for c in spy.calls] == [
+        (o.text, o.session_key) for o in (answers[0][0], bob_q, alice_q, bob_q2)]
+    if ignore_session:  # the unscoped search really did return alice's message to bob's question
+        assert any(h.session_key == "alice" for h in svc.recall("zebra locker code?", 8))
+
+
+class RecallBroken:
+    """A working memory whose ``recall`` misbehaves in one way."""
+
+    def __init__(self, svc: MemoryService, how: str) -> None:
+        self.svc, self.how = svc, how
+
+    def recall(self, *a: Any, **k: Any) -> Any:
+        if self.how == "raises":
+            raise RuntimeError("recall broke")
+        if self.how == "hangs":
+            time.sleep(30)
+        if self.how == "junk":
+            return [object(), None, "hit", 42]
+        if self.how == "not-a-list":
+            return "zebra"
+        return []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.svc, name)
+
+
+@pytest.mark.parametrize("how", ["empty", "raises", "hangs", "junk", "not-a-list"])
+def test_agent_answers_when_recall_fails(svc: MemoryService, how: str) -> None:
+    svc.initialize()
+    svc.upsert_knowledge("facts/lockers", "# Lockers\n\nThe zebra lockers are by the door.")
+    t0 = time.monotonic()
+    answers = converse(RecallBroken(svc, how), [("alice", SECRET), ("alice", "zebra locker code?")], timeout=0.5)
+    assert time.monotonic() - t0 < 10  # a hanging recall is abandoned at the hook timeout
+    assert [r.text for _, r in answers] == ["I don't have a note about that yet."] * 2
+    assert all(r.error is None and r.sources == () for _, r in answers)
+    assert svc.flush(10)
+    assert len(svc.get_recent_events("alice", 10)) == 2  # the rest of memory still recorded everything
+
+
+def test_agent_answers_from_recall_on_the_disabled_service(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MEMORY_ENABLED", "0")
+    mem = MemoryService.from_config(service_config(f"sqlite:///{tmp_path / 'x.db'}", tmp_path))
+    answers = converse(mem, [("alice", SECRET), ("alice", "zebra locker code?")])
+    assert [r.text for _, r in answers] == ["I don't have a note about that yet."] * 2

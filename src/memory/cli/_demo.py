@@ -1,10 +1,11 @@
 """``memory demo``: the whole product in one command, on the embedded default.
 
 A scripted conversation (several sessions, ~50 observations) runs through the reference chat
-core with memory plugged in by the hooks. Midway the database really goes away — SQLite is
-locked by another connection (a maintenance lock), a MySQL server's address is cut at a local
-TCP forwarder — and comes back. Then every record is checked against what was sent, and a
-summary is printed. Exit status 0 only if everything matches.
+core with memory plugged in by the hooks; its agent answers from ``recall`` scoped to each
+message's session. Midway the database really goes away — SQLite is locked by another
+connection (a maintenance lock), a MySQL server's address is cut at a local TCP forwarder — and
+comes back. Then every record is checked against what was sent, every reply is checked for
+words of another session, and a summary is printed. Exit status 0 only if everything matches.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def script(run: str) -> list[tuple[str, str, str, str | None]]:
     ]
     after = [
         ("dave", "message", "Back again: coffee recommendation?"),
-        ("alice", "message", "What did I order earlier?"),
+        ("alice", "message", "What did I order earlier? The flat white?"),
         ("bob", "message", "谢谢！"),
         ("carol", "message", "decaf espresso?"),
         ("dave", "reaction", "🙏"),
@@ -167,6 +168,11 @@ async def _run(svc: Any, outage: Outage, run: str) -> dict[str, Any]:
                 stats["committed_during"] = svc.health()["queue"]["committed"] - stats["committed_before"]
                 outage.end()
                 stats["restored"] = time.monotonic()
+                # Until the writer's next attempt succeeds, the breaker keeps reads (recall
+                # included) on local data only; the last phase is about the database being back.
+                deadline = time.monotonic() + 5.0
+                while svc.queue.breaker.is_open and time.monotonic() < deadline:
+                    await asyncio.sleep(0.02)
             phase_now = phase
         user = session.rsplit("-", 1)[0]
         obs = Observation(session, text or "", type=kinds[kind], user_id=user, id=f"in-{len(sent) + 1}")
@@ -179,6 +185,46 @@ async def _run(svc: Any, outage: Outage, run: str) -> dict[str, Any]:
     stats["outage_seconds"] = round(restored - started, 2)
     stats["drain_seconds"] = round(time.monotonic() - restored, 2)
     return {"core": core, "sent": sent, "outage": stats, "flushed": drained}
+
+
+def _check_recall(svc: Any, core: Any, sent: list[tuple[str, Any]]) -> tuple[dict[str, Any], list[str]]:
+    """What the agent recalled, and proof that no reply showed another session's messages.
+
+    Two independent checks: every earlier message a reply quotes is looked up in the database
+    (its session must be the asker's), and no reply contains, in quotes, a message that only
+    another session sent.
+    """
+    problems: list[str] = []
+    said: dict[str, set[str]] = {}
+    for _, obs in sent:
+        if obs.session_key != "system" and obs.text.strip():
+            said.setdefault(" ".join(obs.text.split()), set()).add(obs.session_key)
+    notes = earlier = shown = 0
+    example = None
+    for obs, result in core.answers:
+        found = result.recalled
+        if found is None:
+            continue
+        notes += found.note is not None
+        if found.earlier is not None:
+            earlier += 1
+            ev = svc.get_event(found.earlier.id)
+            if ev is None or ev.session_key != obs.session_key:
+                shown += 1
+                problems.append(f"{obs.id}: the reply quoted event {found.earlier.id} of session "
+                                f"{None if ev is None else ev.session_key}, not {obs.session_key}")
+            if example is None:
+                example = {"session": obs.session_key.rsplit("-", 1)[0], "asked": obs.text, "reply": result.text}
+        for text, sessions in said.items():
+            if obs.session_key not in sessions and f'"{text}"' in result.text:
+                shown += 1
+                problems.append(f"{obs.id}: the reply to {obs.session_key} shows another session's message {text!r}")
+    if notes == 0:
+        problems.append("no reply quoted a note: recall found nothing")
+    summary = {"replies": len(core.answers), "from_notes": notes, "earlier_messages": earlier,
+               "other_sessions_shown": shown, "offline_answers": svc.health()["index"].get("offline_answers"),
+               "example": example}
+    return summary, problems
 
 
 def _verify(svc: Any, core: Any, sent: list[tuple[str, Any]]) -> tuple[dict[str, Any], list[str]]:
@@ -246,6 +292,8 @@ def demo(workdir: str, dsn: str | None, as_json: bool) -> None:
         svc.initialize()
         result = asyncio.run(_run(svc, outage, run))
         sessions, problems = _verify(svc, result["core"], result["sent"])
+        recall, recall_problems = _check_recall(svc, result["core"], result["sent"])
+        problems += recall_problems
         time.sleep(0.3)
         vault = svc.vault_check()
         health = svc.health()
@@ -260,6 +308,7 @@ def demo(workdir: str, dsn: str | None, as_json: bool) -> None:
     if out["pending_in_outage"] == 0:
         problems.append("no record waited in the queue during the outage (was it real?)")
     summary = {"ok": not problems, "problems": problems, "run": run, "sessions": sessions, "outage": out,
+               "recall": recall,
                "vault": {k: vault[k] for k in ("root", "files", "invalid", "conflicts")},
                "health": {k: health[k] for k in ("status", "pending", "database")},
                "queue": {k: health["queue"][k] for k in ("accepted", "committed", "dead_lettered", "dropped")}}
@@ -303,6 +352,13 @@ def _print(s: dict[str, Any]) -> None:
     t3.add_row("invalid files", str(len(v["invalid"])))
     t3.add_row("conflicts", str(len(v["conflicts"])))
     console.print(t3)
+    r = s["recall"]
+    console.print(f"recall: {r['replies']} replies, {r['from_notes']} quoted a note, {r['earlier_messages']} an "
+                  f"earlier message of the same session, {r['other_sessions_shown']} showed another session's; "
+                  f"{r['offline_answers']} recalls answered offline (vault files and pending records)")
+    if r["example"]:
+        console.print(f"  {r['example']['session']}: {r['example']['asked']!r} → {r['example']['reply']!r}",
+                      markup=False)
     q, h = s["queue"], s["health"]
     console.print(f"health: [bold]{h['status']}[/bold], database {h['database']['dsn']} "
                   f"(reachable: {h['database']['reachable']}), pending {h['pending']}; queue accepted "
