@@ -59,6 +59,10 @@ class HungMemory:
     def get_user_profile(self, *a: Any) -> None:
         self._hang()
 
+    def recall(self, *a: Any, **k: Any) -> list[Any]:
+        self._hang()
+        return []
+
     def search_knowledge(self, *a: Any) -> list[Any]:
         self._hang()
         return []
