@@ -189,5 +189,6 @@ def health(config_path: str, as_json: bool, wait: float) -> None:
 from . import _queue_cmds  # noqa: E402,F401  (registers `queue` and `dead-letter`)
 from . import _demo  # noqa: E402,F401  (registers `demo`)
 from . import _vault_cmds  # noqa: E402,F401  (registers `vault`)
+from . import _recall_cmds  # noqa: E402,F401  (registers `recall` and `reindex`)
 
 __all__ = ["main"]
