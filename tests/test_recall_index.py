@@ -280,3 +280,26 @@ def test_a_model_that_fails_to_load_leaves_keyword_recall_working(dsn: str, tmp_
     assert out["items"] == 1 and out["embedder"] is None
     assert len(out["after"]) == 1
     assert any("keyword-only" in w and "truncated" in w for w in out["warnings"]), out["warnings"]
+
+
+def test_a_finished_and_cleared_reindex_is_not_a_resume(dsn: str) -> None:
+    from memory.index._indexer import Reindexer
+
+    store = store_for(dsn)
+    try:
+        store.write_batch([ev(i, f"date palm {i}") for i in range(30)], [], [])
+        rx = Reindexer(store, None, IndexSettings(), page=10)
+        assert not rx.resuming()
+        rx.step()
+        assert rx.resuming()  # stopped after one page: a checkpoint is left
+        while not rx.step().finished:
+            pass
+        rx.clear()
+        again = Reindexer(store, None, IndexSettings(), page=10)
+        assert not again.resuming()
+        scanned = 0
+        while not (step := again.step()).finished:
+            scanned += step.scanned
+        assert scanned == 30  # from the top again, not from the old checkpoint
+    finally:
+        store.dispose()

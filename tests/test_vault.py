@@ -199,7 +199,8 @@ def test_reindex_tool_rebuilds_rows_from_files(tmp_path: Path) -> None:
     cfg = tmp_path / "m.yaml"
     cfg.write_text(f"database:\n  dsn: sqlite:///{db}\nvault:\n  root_path: {tmp_path / 'vault'}\n"
                    f"failure_queue:\n  path: {tmp_path / 'q'}\n")
-    run = [sys.executable, str(REPO / "tools" / "memory_reindex.py"), "reindex", "--config", str(cfg)]
+    run = [sys.executable, str(REPO / "tools" / "memory_reindex.py"), "reindex", "--config", str(cfg), "--json",
+           "--rebuild-vault"]
     first = subprocess.run(run, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr
     conn = sqlite3.connect(db)
@@ -207,7 +208,7 @@ def test_reindex_tool_rebuilds_rows_from_files(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     again = subprocess.run(run, capture_output=True, text=True, timeout=120)
-    assert again.returncode == 0 and json.loads(again.stdout)["notes"] == 7
+    assert again.returncode == 0 and json.loads(again.stdout)["vault"]["notes"] == 7
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT COUNT(*) FROM knowledge WHERE content = 'stale'").fetchone()[0] == 0
     assert conn.execute("SELECT COUNT(*) FROM knowledge").fetchone()[0] == 4

@@ -30,6 +30,7 @@ from ._extract import DEFAULT_FIELD_PATHS, FieldPath
 log = logging.getLogger("memory.index")
 
 KINDS_ORDER = (KIND_NOTE, KIND_EVENT)
+CLEARED = 2  # a checkpoint row's value once its run finished and was cleared
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,12 +119,17 @@ class Reindexer:
         return f"{self.name}:{kind}"
 
     def cursor(self, kind: str) -> tuple[bool, str]:
-        """(finished, last id done) for one kind."""
+        """(finished, last id done) for one kind; a cleared checkpoint means "from the top"."""
         st = self.store.get_state(self._cursor_name(kind))
-        return (False, "") if st is None else (st[0] == 1, st[1] or "")
+        return (False, "") if st is None or st[0] == CLEARED else (st[0] == 1, st[1] or "")
 
     def resuming(self) -> bool:
-        return any(self.store.get_state(self._cursor_name(k)) is not None for k in self.kinds)
+        """True when an earlier run of this kind stopped part-way (a checkpoint is left)."""
+        for k in self.kinds:
+            st = self.store.get_state(self._cursor_name(k))
+            if st is not None and st[0] != CLEARED and (st[0] == 1 or st[1]):
+                return True
+        return False
 
     def step(self) -> ReindexStep:
         """One page of the first unfinished kind (or one batch of its orphan sweep)."""
@@ -147,7 +153,7 @@ class Reindexer:
     def clear(self) -> None:
         """Forget the checkpoint (after a finished run, so the next run starts from the top)."""
         for kind in self.kinds:
-            self.store.set_state(self._cursor_name(kind), 2, None)
+            self.store.set_state(self._cursor_name(kind), CLEARED, None)
 
 
 @dataclasses.dataclass
