@@ -89,8 +89,8 @@ def make_query(query: object, k: object, kinds: object, session_key: object, sin
     for name, value in (("since", since), ("until", until)):
         try:
             bounds.append(parse_time_bound(value, now=now))
-        except (ValueError, OverflowError) as exc:
-            log.warning("recall: %s ignored: %s", name, exc)
+        except Exception as exc:  # noqa: BLE001 - a bad bound (even one whose repr raises) is ignored
+            log.warning("recall: %s ignored: %s", name, type(exc).__name__)
             bounds.append(None)
     sk = None if session_key is None else str(session_key)
     return Query(text, keyword_query(text), max(0, min(MAX_K, n)), kind_set, sk, bounds[0], bounds[1])
@@ -201,6 +201,12 @@ class Recall:
         return vec if float((vec * vec).sum()) > 0 else None
 
     def _online_recall(self, q: Query, now: float) -> list[Hit]:
+        # Read in the order a record moves: pending window, then outbox, then index. A record that
+        # leaves one place during the recall is then found in the next (it enters it first: a
+        # commit writes the outbox row, and the indexer deletes it only once the index holds it).
+        pending = self._pending_docs(q)
+        fresh = {d.key: d for d in self._outbox_docs(q)}
+        fresh.update({d.key: d for d in pending})  # pending is newer than the outbox
         c = max(self.config.candidates, q.k)
         ts: dict[Key, float | None] = {}
         kw_db: list[Key] = []
@@ -211,7 +217,8 @@ class Recall:
             if len(found) < c and len(q.keywords.terms) > 1:
                 found += self.store.keyword_search(match_any, c, **filters)  # type: ignore[arg-type]
             for kind, item_id, t in found:
-                if (kind, item_id) not in ts:
+                # A fresh item's index row (if any) is older than its fresh copy: the copy decides.
+                if (kind, item_id) not in ts and (kind, item_id) not in fresh:
                     kw_db.append((kind, item_id))
                     ts[(kind, item_id)] = t
             kw_db = kw_db[:c]
@@ -219,14 +226,14 @@ class Recall:
         vec: list[tuple[Key, float]] = []
         mirror = self.mirror
         if qvec is not None and mirror is not None:
-            for h in mirror.search(qvec, c, q.filter, self.min_similarity):
-                vec.append(((h.kind, h.id), h.score))
-        fresh = {d.key: d for d in self._outbox_docs(q)}
-        fresh.update({d.key: d for d in self._pending_docs(q)})  # pending is newer than the outbox
+            for h in mirror.search(qvec, c + len(fresh), q.filter, self.min_similarity):
+                if (h.kind, h.id) not in fresh:
+                    vec.append(((h.kind, h.id), h.score))
         docs = list(fresh.values())
         keyword = _interleave(kw_db, self._local_keyword(q, docs))
         if docs:
-            vec = sorted(dict([*vec, *self._local_vector(qvec, docs)]).items(), key=lambda x: (-x[1], x[0]))[:c]
+            vec = sorted([*vec, *self._local_vector(qvec, docs)], key=lambda x: (-x[1], x[0]))
+        vec = vec[:c]
         for d in docs:
             ts[d.key] = d.ts
         if mirror is not None:
