@@ -18,6 +18,7 @@ Loading happens once; everything downstream receives typed objects and never re-
 * ``recall:`` (hybrid keyword + vector search) becomes :class:`RecallConfig`. The older
   free-form ``vector:`` section is still accepted and kept as :attr:`Config.vector` (the reindex
   tool reads it); a non-empty one is reported as replaced by ``recall:``.
+* ``audit:`` (the JSONL audit log of recalls, forgets, outages, ...) becomes :class:`AuditConfig`.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SECRET_PARAM = re.compile(r"pass|pwd|secret|token|key|auth|credential|signature", re.IGNORECASE)
 MASK = "***"
 EMBEDDERS = ("hash", "minilm", "none")
+# How the audit log records a recall's query: its SHA-256 (the default), the text, or nothing.
+AUDIT_QUERY_TEXT = ("hash", "text", "none")
 # Duration units of ``recall.recency_half_life`` (the spellings recall's ``since`` accepts too).
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|secs|m|min|mins|h|hr|hrs|d|day|days|w|wk|wks)",
                        re.IGNORECASE)
@@ -161,6 +164,29 @@ class RecallConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class AuditConfig:
+    """The ``audit:`` section: one JSON line per recall, forget, outage, ... (see ``memory._audit``).
+
+    ``path`` read from a file resolves against the file's folder; this default (for a Config built
+    by hand) is relative to the working directory, like the failure queue's default folder.
+    ``queue_size`` bounds the lines waiting for the writer thread (beyond it lines are dropped and
+    counted). ``query_text``: ``hash`` (SHA-256 of the query), ``text`` (the query) or ``none``.
+    """
+
+    enabled: bool = True
+    path: Path = Path(".memory/audit.jsonl")
+    max_mb: float = 16.0
+    backups: int = 5
+    queue_size: int = 10_000
+    query_text: str = "hash"
+
+    @property
+    def max_bytes(self) -> int:
+        """The size at which the file rotates (at least one byte)."""
+        return max(1, int(self.max_mb * (1 << 20)))
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     database: DatabaseConfig
     vault: VaultConfig
@@ -172,6 +198,7 @@ class Config:
     health: Mapping[str, Any]
     # A default, so a Config built by hand (tests, embedding applications) needs no recall section.
     recall: RecallConfig = dataclasses.field(default_factory=RecallConfig)
+    audit: AuditConfig = dataclasses.field(default_factory=AuditConfig)
     source: str = "<mapping>"
     warnings: tuple[str, ...] = ()
 
@@ -500,7 +527,21 @@ def _recall(r: _Reader) -> RecallConfig:
         indexer_interval_ms=r.int("indexer_interval_ms", 500, 10, 3_600_000))
 
 
-_SECTIONS = ("database", "vault", "recall", "vector", "failure_queue", "graph", "decay", "health", "logging")
+def _audit(r: _Reader, base: Path) -> AuditConfig:
+    # Beside the failure queue's default folder (.memory/queue), so one .memory/ holds all local state.
+    return AuditConfig(
+        enabled=r.bool("enabled", True),
+        path=r.path("path", ".memory/audit.jsonl", base),
+        # Fractions allowed: a small file size is how a test (or a tiny device) sees rotation.
+        max_mb=r.number("max_mb", 16.0, 0.0, 1_000_000.0, low_open=True),
+        backups=r.int("backups", 5, 0, 1000),
+        queue_size=r.int("queue_size", 10_000, 1, 10_000_000),
+        query_text=r.str("query_text", "hash", AUDIT_QUERY_TEXT),
+    )
+
+
+_SECTIONS = ("database", "vault", "recall", "vector", "failure_queue", "graph", "decay", "health", "logging",
+             "audit")
 
 
 def parse_config(data: Any, *, source: str = "<mapping>", base_dir: Path | None = None) -> Config:
@@ -528,9 +569,10 @@ def parse_config(data: Any, *, source: str = "<mapping>", base_dir: Path | None 
         recall.fusion_params()
     except ValueError as exc:  # the reader's bounds match FusionParams; this guards their drift
         raise ConfigError(f"{source}: {exc}", source=source, key="recall") from None
+    audit = _audit(readers["audit"], base)
     free = {name: dict(readers[name].data) for name in ("vector", "graph", "decay", "health")}
     unknown = [k for k in data if k not in _SECTIONS]
-    for name in ("database", "vault", "recall", "failure_queue", "logging"):
+    for name in ("database", "vault", "recall", "failure_queue", "logging", "audit"):
         unknown += readers[name].unknown()
     if unknown:
         log.warning("%s: unknown config keys ignored (typo?): %s", source, ", ".join(map(str, unknown)))
@@ -541,7 +583,7 @@ def parse_config(data: Any, *, source: str = "<mapping>", base_dir: Path | None 
         log.warning("%s: the vector: section is replaced by recall: (see config/memory.yaml); recall does "
                     "not read its keys (%s)", source, ", ".join(map(str, free["vector"])))
     return Config(database=database, vault=vault, failure_queue=fq, logging=logging_cfg, recall=recall,
-                  source=source, warnings=tuple(map(str, unknown + replaced)), **free)
+                  audit=audit, source=source, warnings=tuple(map(str, unknown + replaced)), **free)
 
 
 def load_config(path_or_mapping: str | os.PathLike[str] | Mapping[str, Any]) -> Config:

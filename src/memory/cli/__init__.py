@@ -190,5 +190,6 @@ from . import _queue_cmds  # noqa: E402,F401  (registers `queue` and `dead-lette
 from . import _demo  # noqa: E402,F401  (registers `demo`)
 from . import _vault_cmds  # noqa: E402,F401  (registers `vault`)
 from . import _recall_cmds  # noqa: E402,F401  (registers `recall` and `reindex`)
+from . import _logs_cmds  # noqa: E402,F401  (registers `logs`)
 
 __all__ = ["main"]
