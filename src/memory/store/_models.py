@@ -160,3 +160,25 @@ class RecallState(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[int] = mapped_column(BigInt, nullable=False)
     note: Mapped[str | None] = mapped_column(Text)
+
+
+class GraphEdge(Base):
+    """A typed, weighted edge between two items (event ids, turn ids, knowledge keys).
+
+    ``WITHOUT ROWID`` on SQLite (clustered on the key, as InnoDB is), so both secondary indexes
+    cover a walk's hop; see migration 0004.
+    """
+
+    __tablename__ = "graph_edges"
+    __table_args__ = (
+        Index("ix_graph_edges_in", "dst", "type"),
+        Index("ix_graph_edges_evict", "src", "weight", "created_at"),
+        {**TABLE_ARGS, "sqlite_with_rowid": False},
+    )
+
+    src: Mapped[str] = mapped_column(Key(), primary_key=True)
+    dst: Mapped[str] = mapped_column(Key(), primary_key=True)
+    type: Mapped[str] = mapped_column(Key(32), primary_key=True)
+    weight: Mapped[float] = mapped_column(Double, nullable=False)
+    created_at: Mapped[float] = mapped_column(Double, nullable=False)
+    updated_at: Mapped[float] = mapped_column(Double, nullable=False)
