@@ -25,6 +25,7 @@ from .._config import DatabaseConfig, redact
 from .._errors import StoreError, StoreRejected, StoreUnavailable, exception_chain
 from ._base import Row, Store
 from ._models import is_dialect_object
+from ._graph import GraphSql
 from ._recall import KIND_EVENT, KIND_NOTE, RecallSql
 
 log = logging.getLogger("memory.store")
@@ -136,7 +137,7 @@ def assess_schema(revision: str | None, head: str, expected: Mapping[str, tuple[
     return SchemaState(revision, head, tuple(missing))
 
 
-class SqlStore(RecallSql, Store):
+class SqlStore(RecallSql, GraphSql, Store):
     """SQLAlchemy Core implementation of :class:`Store`; dialects override the hooks below."""
 
     param = "?"
