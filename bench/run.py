@@ -83,10 +83,17 @@ def vault_table(args: argparse.Namespace, backends: list[str]) -> str:
     return table(rows, ("backend", "measure", "result", "target", "ratio / note"))
 
 
+def recall_tables(args: argparse.Namespace, backends: list[str]) -> str:
+    import bench_recall
+
+    sizes = bench_recall.Sizes.quick() if args.quick else bench_recall.Sizes.full()
+    return bench_recall.tables(bench_recall.run(backends, sizes))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
-    ap.add_argument("--only", choices=["store", "queue", "vault"], action="append")
+    ap.add_argument("--only", choices=["store", "queue", "vault", "recall"], action="append")
     ap.add_argument("--no-mysql", action="store_true")
     args = ap.parse_args()
     scale = 10 if args.quick else 1
@@ -94,7 +101,7 @@ def main() -> None:
     args.outage, args.window = 1_000_000 // scale, 10_000
     args.notes, args.edits, args.idle = 10_000 // scale, 100 // (scale // 5 or 1), 60.0 / (scale // 2 or 1)
     backends = ["sqlite"] + (["mariadb"] if not args.no_mysql and mysql_available() else [])
-    only = set(args.only or ["store", "queue", "vault"])
+    only = set(args.only or ["store", "queue", "vault", "recall"])
     print(f"# memory benchmarks — Python {platform.python_version()}, {platform.machine()}, "
           f"backends: {', '.join(backends)}\n")
     if "store" in only:
@@ -106,6 +113,9 @@ def main() -> None:
     if "vault" in only:
         print("## Vault: sync and watch\n")
         print(vault_table(args, backends), "\n", flush=True)
+    if "recall" in only:
+        print("## Recall: hybrid search through the service\n")
+        print(recall_tables(args, backends), "\n", flush=True)
 
 
 if __name__ == "__main__":
