@@ -303,3 +303,40 @@ def test_a_finished_and_cleared_reindex_is_not_a_resume(dsn: str) -> None:
         assert scanned == 30  # from the top again, not from the old checkpoint
     finally:
         store.dispose()
+
+
+def test_a_mirror_refresh_never_scans_the_whole_table(dsn: str) -> None:
+    from sqlalchemy import event as sa_event
+
+    a, b = store_for(dsn), store_for(dsn)
+    emb = HashEmbedder(32)
+    try:
+        mirror = VectorMirror(a, str(embedder_id(emb)), emb.dim)
+        b.write_batch([ev(i, f"nectarine {i}") for i in range(20)], [], [])
+        drain(b, emb)
+        mirror.refresh()
+        seen: list[str] = []
+        sa_event.listen(a.engine, "before_cursor_execute", lambda *args: seen.append(args[2]))
+        b.write_batch([ev(100, "one more nectarine")], [], [])
+        drain(b, emb)
+        assert mirror.refresh() and len(mirror) == 21
+        # Additions: the counters and the rows above the high-water mark; no COUNT, no id list.
+        assert not [s for s in seen if "COUNT" in s.upper() or "SELECT doc_id FROM" in s], seen
+        seen.clear()
+        b.execute("DELETE FROM events WHERE event_id = 'e00000001'")
+        b.enqueue_for_index("event", ["e00000001"])
+        drain(b, emb)
+        assert mirror.refresh() and len(mirror) == 20  # a removal: reconciled by ids
+        assert any("SELECT doc_id FROM" in s for s in seen)
+    finally:
+        a.dispose()
+        b.dispose()
+
+
+def test_a_new_database_owes_no_backfill(dsn: str) -> None:
+    store = store_for(dsn)
+    try:
+        assert store.get_state("backfill") == (1, None)  # nothing predates the outbox
+        assert store.index_versions() == (0, 0)
+    finally:
+        store.dispose()

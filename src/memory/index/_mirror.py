@@ -3,9 +3,9 @@
 The database holds the truth (vectors with their embedder's name and dimension); every process
 keeps the vectors of its configured embedder in a :class:`VectorIndex` and follows changes made
 by any process's indexer. ``refresh`` costs one tiny query when nothing changed (the ``version``
-row); otherwise it reads rows above the highest doc_id it has (items are replaced with new
-doc_ids, committed in doc_id order — see ``memory.store._recall``), and compares the count to
-notice removals, reconciling ids only then.
+and ``removals`` rows); otherwise it reads rows above the highest doc_id it has (items are
+replaced with new doc_ids, committed in doc_id order — see ``memory.store._recall``), and
+reconciles ids with the database only when ``removals`` moved (never a COUNT over the table).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class VectorMirror:
         self._doc_of: dict[tuple[str, str], int] = {}
         self._key_of: dict[int, tuple[str, str]] = {}
         self._max_doc = 0
-        self._version: int | None = None
+        self._versions: tuple[int, int] | None = None  # (version, removals) last caught up with
         self._lock = threading.Lock()  # one refresh at a time; searches never wait for it
         self.loaded = False
 
@@ -38,13 +38,14 @@ class VectorMirror:
     def refresh(self) -> bool:
         """Catch up with the database. True if anything changed. Raises StoreError."""
         with self._lock:
-            version = self.store.index_version()
-            if version == self._version:
+            versions = self.store.index_versions()
+            if versions == self._versions:
                 return False
             changed = self._load_after()
-            if self.store.index_vector_count(self.embedder_name) != len(self._key_of):
+            # Replacements arrive above the high-water mark; only removals for good need the ids.
+            if self._versions is None or versions[1] != self._versions[1]:
                 changed = self._reconcile() or changed
-            self._version, self.loaded = version, True
+            self._versions, self.loaded = versions, True
             return changed
 
     def _load_after(self) -> bool:

@@ -2,8 +2,8 @@
 
 Sources of candidates, all filtered by kind, session and time before ranking:
 
-* **the index** (database): keyword search (every term required first; when that finds fewer
-  than ``candidates``, any term) and vector search over this process's mirror of the vectors;
+* **the index** (database): keyword search (every term required; only when that finds fewer
+  than ``k``, any term too) and vector search over this process's mirror of the vectors;
 * **fresh items**, not in the index yet: records still pending in this process's write queue
   (read-your-writes) and committed ones still waiting in the outbox. They are scored in-process
   (``local_score`` for keywords, the embedder for vectors) and merged into the two rankings:
@@ -214,7 +214,10 @@ class Recall:
             match_all, match_any = self._match(q.keywords, True), self._match(q.keywords, False)
             filters = dict(kinds=sorted(q.kinds), session_key=q.session_key, since=q.since, until=q.until)
             found = self.store.keyword_search(match_all, c, **filters)  # type: ignore[arg-type]
-            if len(found) < c and len(q.keywords.terms) > 1:
+            # Any-term matching only when every-term matching cannot fill the answer: partial
+            # matches of common words are costly to rank (MariaDB FULLTEXT: hundreds of ms at
+            # 100k items) and, fused with vectors, would bury an item that has every word.
+            if len(found) < q.k and len(q.keywords.terms) > 1:
                 found += self.store.keyword_search(match_any, c, **filters)  # type: ignore[arg-type]
             for kind, item_id, t in found:
                 # A fresh item's index row (if any) is older than its fresh copy: the copy decides.

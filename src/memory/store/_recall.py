@@ -147,6 +147,9 @@ class RecallSql:
             if done:
                 cur.executemany(f"DELETE FROM recall_outbox WHERE kind = {p} AND item_id = {p} AND gen = {p}",
                                 list(done))
+            if remove:
+                # Readers compare this counter, not a COUNT(*) over the whole table, to notice removals.
+                cur.execute("UPDATE recall_state SET value = value + 1 WHERE name = 'removals'")
             cur.execute("SELECT value FROM recall_state WHERE name = 'version'")
             return int(cur.fetchone()[0])
 
@@ -163,6 +166,12 @@ class RecallSql:
         rows = self._fetch("SELECT value FROM recall_state WHERE name = 'version'", ())  # type: ignore[attr-defined]
         return int(rows[0][0]) if rows else 0
 
+    def index_versions(self) -> tuple[int, int]:
+        """(``version``, ``removals``) in one read: what a mirror checks before any other query."""
+        rows = dict(self._fetch(  # type: ignore[attr-defined]
+            "SELECT name, value FROM recall_state WHERE name IN ('version', 'removals')", ()))
+        return int(rows.get("version", 0)), int(rows.get("removals", 0))
+
     def index_vectors(self, embedder: str, after_doc_id: int, limit: int) -> list[Row]:
         """``(doc_id, kind, item_id, session_key, ts, vector)`` made by ``embedder``, by doc_id."""
         p = self.param
@@ -175,11 +184,6 @@ class RecallSql:
         rows = self._fetch(f"SELECT doc_id FROM recall_items WHERE embedder = {self.param} "  # type: ignore[attr-defined]
                            "AND vector IS NOT NULL", (embedder,))
         return {int(r[0]) for r in rows}
-
-    def index_vector_count(self, embedder: str) -> int:
-        rows = self._fetch(f"SELECT COUNT(*) FROM recall_items WHERE embedder = {self.param} "  # type: ignore[attr-defined]
-                           "AND vector IS NOT NULL", (embedder,))
-        return int(rows[0][0])
 
     def index_counts(self) -> IndexCounts:
         by: dict[str | None, int] = {r[0]: int(r[1]) for r in self._fetch(  # type: ignore[attr-defined]

@@ -83,9 +83,15 @@ def upgrade() -> None:
                    "INSERT INTO recall_fts(recall_fts, rowid, terms) VALUES ('delete', old.doc_id, old.terms); END")
     elif not has_index("recall_items", "ft_recall_terms"):
         op.create_index("ft_recall_terms", "recall_items", ["terms"], mysql_prefix="FULLTEXT")
-    # Idempotent: a second run finds the row.
-    if not bind.execute(sa.text("SELECT 1 FROM recall_state WHERE name = 'version'")).first():
-        bind.execute(sa.text("INSERT INTO recall_state (name, value) VALUES ('version', 0)"))
+    # Idempotent: a second run finds the rows. ``removals`` counts index rows removed for good
+    # (readers reconcile their ids only when it moves); ``backfill`` = 1 says nothing predates the
+    # outbox: with no events and no notes yet there is nothing for a first-start backfill to find.
+    empty = not bind.execute(sa.text("SELECT 1 FROM events")).first() and \
+        not bind.execute(sa.text("SELECT 1 FROM knowledge")).first()
+    for name, value in (("version", 0), ("removals", 0), ("backfill", 1 if empty else None)):
+        if value is not None and not bind.execute(sa.text("SELECT 1 FROM recall_state WHERE name = :n"),
+                                                  {"n": name}).first():
+            bind.execute(sa.text("INSERT INTO recall_state (name, value) VALUES (:n, :v)"), {"n": name, "v": value})
 
 
 def downgrade() -> None:
