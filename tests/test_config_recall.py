@@ -385,3 +385,12 @@ def test_extreme_valid_values_are_accepted_by_fusion(tmp_path: Path) -> None:
 def test_hand_built_invalid_instance_is_refused_by_fusion() -> None:
     with pytest.raises(ValueError, match="recall.recency_kinds"):
         dataclasses.replace(RecallConfig(), recency_kinds=("note",)).fusion_params()
+
+
+def test_embedder_threads() -> None:
+    from memory._config import parse_config
+
+    assert parse_config({"recall": {"embedder_threads": 1}}).recall.embedder_threads == 1
+    assert parse_config({}).recall.embedder_threads == 0
+    with pytest.raises(ConfigError, match=r"recall\.embedder_threads"):
+        parse_config({"recall": {"embedder_threads": -1}})

@@ -151,6 +151,7 @@ class RecallConfig:
     max_fresh: int = 500
     indexer_batch_size: int = 256
     indexer_interval_ms: int = 500
+    embedder_threads: int = 0  # minilm: torch's CPU threads (process-wide); 0 leaves torch's default
 
     def fusion_params(self) -> FusionParams:
         """The weights fusion uses. Raises ``ValueError`` only for a hand-built, invalid instance."""
@@ -524,7 +525,8 @@ def _recall(r: _Reader) -> RecallConfig:
         recency_half_life_s=half_life_s, recency_kinds=tuple(dict.fromkeys(kinds)),
         head_weight=r.int("head_weight", 3, 1, 10), max_fresh=r.int("max_fresh", 500, 0, 100_000),
         indexer_batch_size=r.int("indexer_batch_size", 256, 1, 100_000),
-        indexer_interval_ms=r.int("indexer_interval_ms", 500, 10, 3_600_000))
+        indexer_interval_ms=r.int("indexer_interval_ms", 500, 10, 3_600_000),
+        embedder_threads=r.int("embedder_threads", 0, 0, 256))
 
 
 def _audit(r: _Reader, base: Path) -> AuditConfig:

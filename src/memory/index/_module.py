@@ -37,7 +37,9 @@ def build_embedder(config: RecallConfig) -> tuple[Embedder | None, str | None]:
         why = MiniLMEmbedder.unavailable_reason()
         if why is not None:
             return None, f"embedder minilm unavailable ({why}); recall is keyword-only"
-        return make_embedder("minilm"), None
+        # torch's thread count is process-wide: set it only when the config asks for it.
+        threads = config.embedder_threads or None
+        return make_embedder("minilm", threads=threads), None
     return make_embedder("hash", dim=config.hash_dim), None
 
 
