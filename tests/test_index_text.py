@@ -236,3 +236,17 @@ def test_snippet_cjk_korean_and_fallbacks() -> None:
 @given(st.text(max_size=2000), st.text(max_size=50), st.integers(10, 400))
 def test_snippet_never_raises_and_respects_width(text: str, query: str, width: int) -> None:
     assert len(snippet(text, query, width)) <= width
+
+
+def test_pair_queries_need_three_terms_and_pair_every_two() -> None:
+    from memory.index._text import keyword_query
+
+    two = keyword_query("apple banana")
+    assert two is not None and two.fts5_pairs() is None and two.boolean_pairs() is None
+    three = keyword_query("apple banana cherry")
+    assert three is not None
+    a, b, c = three.terms
+    assert three.fts5_pairs() == f'("{a}" AND "{b}") OR ("{a}" AND "{c}") OR ("{b}" AND "{c}")'
+    assert three.boolean_pairs() == f"(+{a} +{b}) (+{a} +{c}) (+{b} +{c})"
+    many = keyword_query(" ".join(f"word{i}x" for i in range(20)))
+    assert many is not None and many.fts5_pairs().count(" OR ") == 8 * 7 // 2 - 1  # type: ignore[union-attr]

@@ -340,3 +340,21 @@ def test_a_new_database_owes_no_backfill(dsn: str) -> None:
         assert store.index_versions() == (0, 0)
     finally:
         store.dispose()
+
+
+def test_keyword_widening_every_term_then_pairs_then_any(dsn: str, tmp_path: Path) -> None:
+    cfg = service_config(dsn, tmp_path)
+    cfg["recall"] = {"indexer_interval_ms": 20, "embedder": "none"}  # keyword ranks only
+    notes = {"all": "walrus pelican giraffe", "two": "walrus pelican", "one": "walrus lives here"}
+    for name, body in notes.items():
+        path = tmp_path / "vault" / "knowledge" / "zoo" / f"{name}.md"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(body + "\n", encoding="utf-8")
+    with MemoryService.from_config(cfg) as svc:
+        assert wait_for(lambda: svc.health()["index"]["items"] == 3 and svc.health()["index"]["lag_records"] == 0, 60)
+        # Every term found: only that item, partial matches are not mixed in.
+        assert [h.id for h in svc.recall("walrus pelican giraffe")] == ["zoo/all"]
+        # No item has every term: items with two or more of them, best first; not the one-word match.
+        assert [h.id for h in svc.recall("walrus pelican giraffe okapi")] == ["zoo/all", "zoo/two"]
+        # Not even two terms in one item: any term.
+        assert {h.id for h in svc.recall("walrus okapi zebu")} == {"zoo/all", "zoo/two", "zoo/one"}

@@ -57,6 +57,8 @@ MAX_QUERY_CHARS = 2_000
 MAX_QUERY_TERMS = 32
 #: Longest term written as is; longer ones are hashed (InnoDB's default maximum is 84).
 MAX_TERM_LEN = 64
+#: Terms combined pairwise by ``fts5_pairs``/``boolean_pairs`` (8 terms: 28 pairs).
+PAIR_TERMS = 8
 
 _B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -224,6 +226,29 @@ class KeywordQuery:
         """
         parts = [f'"{t}"' for t in self.exact] + [f'"{t}"*' for t in self.prefix]
         return (" AND " if require_all else " OR ").join(parts)
+
+    def _pair_parts(self, max_terms: int) -> list[tuple[str, str]] | None:
+        terms = [(t, "") for t in self.exact] + [(t, "*") for t in self.prefix]
+        terms = terms[:max_terms]
+        if len(terms) < 3:
+            return None  # with two terms a pair is every term: nothing between all and any
+        return [(a, b) for i, a in enumerate(terms) for b in terms[i + 1:]]  # type: ignore[misc]
+
+    def fts5_pairs(self, max_terms: int = PAIR_TERMS) -> str | None:
+        """FTS5: items holding at least two of the (first ``max_terms``) terms, or None for
+        queries of fewer than three terms. The middle step between every term and any term:
+        selective (cheap to rank) and better evidence than one shared common word."""
+        pairs = self._pair_parts(max_terms)
+        if pairs is None:
+            return None
+        return " OR ".join(f'("{a[0]}"{a[1]} AND "{b[0]}"{b[1]})' for a, b in pairs)  # type: ignore[index]
+
+    def boolean_pairs(self, max_terms: int = PAIR_TERMS) -> str | None:
+        """MySQL/MariaDB boolean mode: the same as ``fts5_pairs``."""
+        pairs = self._pair_parts(max_terms)
+        if pairs is None:
+            return None
+        return " ".join(f"(+{a[0]}{a[1]} +{b[0]}{b[1]})" for a, b in pairs)  # type: ignore[index]
 
     def boolean(self, require_all: bool = False) -> str:
         """A MySQL/MariaDB ``AGAINST(... IN BOOLEAN MODE)`` string; bind it as a parameter.
