@@ -97,6 +97,8 @@ class RecallModule:
     def stop(self, timeout: float | None = 5.0) -> None:
         if self.worker is not None:
             self.worker.stop(timeout)
+        if self.query is not None:
+            self.query.close()
 
     def recall(self, query: object, k: object = None, *, kinds: object = ("knowledge", "event"),
                session_key: object = None, since: object = None, until: object = None) -> list[Hit]:

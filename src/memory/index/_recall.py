@@ -24,6 +24,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .._config import RecallConfig
@@ -119,6 +120,7 @@ class Recall:
         self.salience = salience
         self._clock = clock
         self._on_embedder_failure = on_embedder_failure
+        self._executor: ThreadPoolExecutor | None = None
         self.params = config.fusion_params()
         self.paths = config.event_field_paths()
         if config.min_similarity is not None:
@@ -205,10 +207,16 @@ class Recall:
         # Read in the order a record moves: pending window, then outbox, then index. A record that
         # leaves one place during the recall is then found in the next (it enters it first: a
         # commit writes the outbox row, and the indexer deletes it only once the index holds it).
+        # The vector search (CPU, NumPy releases the GIL) overlaps the database round trips below.
+        qvec = self._query_vector(q)
+        mirror = self.mirror
+        c = max(self.config.candidates, q.k)
+        vec_future = None
+        if qvec is not None and mirror is not None:
+            vec_future = self._pool().submit(mirror.search, qvec, c * 2, q.filter, self.min_similarity)
         pending = self._pending_docs(q)
         fresh = {d.key: d for d in self._outbox_docs(q)}
         fresh.update({d.key: d for d in pending})  # pending is newer than the outbox
-        c = max(self.config.candidates, q.k)
         ts: dict[Key, float | None] = {}
         kw_db: list[Key] = []
         if q.keywords is not None:
@@ -232,11 +240,9 @@ class Recall:
                     kw_db.append((kind, item_id))
                     ts[(kind, item_id)] = t
             kw_db = kw_db[:c]
-        qvec = self._query_vector(q)
         vec: list[tuple[Key, float]] = []
-        mirror = self.mirror
-        if qvec is not None and mirror is not None:
-            for h in mirror.search(qvec, c + len(fresh), q.filter, self.min_similarity):
+        if vec_future is not None:
+            for h in vec_future.result():
                 if (h.kind, h.id) not in fresh:
                     vec.append(((h.kind, h.id), h.score))
         docs = list(fresh.values())
@@ -251,6 +257,15 @@ class Recall:
                 ts.setdefault(key, mirror.index.ts_of(key))
         fused = fuse(keyword, vec, now=now, ts=ts, params=self.params, salience=self.salience, limit=q.k * 2 + 10)
         return self._materialize(q, fused, fresh)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="memory-recall")
+        return self._executor
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _match(self, kq: KeywordQuery, mode: str) -> str | None:
         """The dialect's query string: every term (``all``), two or more (``pairs``), or ``any``."""
