@@ -3,6 +3,8 @@ connection, and a private mariadbd killed with SIGKILL and restarted. Nothing lo
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -110,3 +112,32 @@ def test_server_killed_and_restarted(make_service: Make, own_mariadb: OwnMariaDB
     assert wait_for(lambda: svc.flush(1.0), timeout=120)
     assert svc.store.existing_ids("events", sent) == set(sent)
     assert svc.store.count("events") == len(sent)
+
+
+RESET_SCRIPT = r"""
+import sys
+import pymysql
+from memory import load_config
+from memory.store import create_store
+store = create_store(load_config({"database": {"dsn": sys.argv[1]}}).database)
+conn = store.engine.raw_connection()  # the write path's way: a pooled DBAPI connection
+cur = conn.cursor()
+cur.execute("SELECT CONNECTION_ID()")
+cid = cur.fetchone()[0]
+cur.close()
+killer = pymysql.connect(host="127.0.0.1", user="root")
+killer.cursor().execute(f"KILL {int(cid)}")  # the server drops it after its last query
+killer.close()
+conn.close()  # the pool's reset-on-return (a rollback) fails here
+print("done", flush=True)
+"""
+
+
+def test_a_connection_dropped_before_its_return_logs_one_line_not_a_traceback(mysql_dsn: str,
+                                                                                tmp_path: Path) -> None:
+    script = tmp_path / "reset.py"
+    script.write_text(RESET_SCRIPT, encoding="utf-8")
+    proc = subprocess.run([sys.executable, str(script), mysql_dsn], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "done" in proc.stdout, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "pooled connection dropped at return" in proc.stderr

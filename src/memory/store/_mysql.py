@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Engine, create_engine
 from .._config import DatabaseConfig
 from .._errors import StoreError, StoreUnavailable
 from ._base import Row
-from ._sql import EVENT_COLS, FINISH_WINS, SqlStore
+from ._sql import EVENT_COLS, FINISH_WINS, POOL_LOGGING_NAME, SqlStore
 
 # Retrying can help: connection trouble, timeouts, lock waits, deadlocks, read-only, full, restarting.
 TRANSIENT_CODES = {
@@ -54,6 +54,7 @@ class MysqlStore(SqlStore):
             max_overflow=config.max_overflow,
             pool_pre_ping=True,
             pool_recycle=config.pool_recycle,
+            pool_logging_name=POOL_LOGGING_NAME,
             pool_timeout=config.connect_timeout,
             isolation_level="READ COMMITTED",
             connect_args={

@@ -86,6 +86,34 @@ def finish_chunks(rows: Sequence[Row], max_rows: int, max_bytes: int = FINISH_CH
     return chunks
 
 
+class _ResetFailure(logging.Filter):
+    """SQLAlchemy logs a full traceback at ERROR when a pooled connection's reset-on-return fails
+    (the server or network dropped it after its last query). The pool discards that connection
+    and nothing is lost, and during an outage it happens on every return: one warning line each,
+    without the traceback, says enough (a core's stderr is not ours to flood)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and str(record.msg).startswith("Exception during reset"):
+            exc = record.exc_info[1] if record.exc_info else None
+            record.msg, record.args = "pooled connection dropped at return (%s); discarded", (exc,)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = record.exc_text = None
+        return True
+
+
+_RESET_FILTER = _ResetFailure()
+#: Our pools log under ``sqlalchemy.pool.impl.<Pool>.memory``: the filter below touches only them.
+POOL_LOGGING_NAME = "memory"
+
+
+def quiet_pool_resets(engine: Engine) -> None:
+    """Install ``_ResetFailure`` on the logger of this engine's pool (only ours, not the root's)."""
+    logger = getattr(engine.pool, "logger", None)
+    logger = getattr(logger, "logger", logger)  # SQLAlchemy's InstanceLogger wraps a Logger
+    if isinstance(logger, logging.Logger) and _RESET_FILTER not in logger.filters:
+        logger.addFilter(_RESET_FILTER)
+
+
 def alembic_config(connection: Connection) -> AlembicConfig:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
@@ -150,6 +178,7 @@ class SqlStore(RecallSql, GraphSql, Store):
         self._init_lock = threading.Lock()
         self._head_revision: str | None = None
         self.engine: Engine = self._create_engine(config)
+        quiet_pool_resets(self.engine)
 
     # -- dialect hooks -------------------------------------------------------------------------
     def _create_engine(self, config: DatabaseConfig) -> Engine:

@@ -33,7 +33,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 
 from .._config import DatabaseConfig
 from .._errors import StoreError, StoreUnavailable
-from ._sql import EVENT_COLS, SqlStore
+from ._sql import EVENT_COLS, POOL_LOGGING_NAME, SqlStore
 
 log = logging.getLogger("memory.store")
 SCHEMA_LOCK_WAIT_S = 120.0  # like MySQL's GET_LOCK wait: a stuck upgrader never blocks forever
@@ -106,7 +106,8 @@ class SqliteStore(SqlStore):
         self._inode: int | None = None
         busy_ms = int(config.sqlite_busy_timeout * 1000)
         engine = create_engine(url, connect_args={"timeout": config.sqlite_busy_timeout, "check_same_thread": False},
-                               pool_size=config.pool_size, max_overflow=config.max_overflow)
+                               pool_size=config.pool_size, max_overflow=config.max_overflow,
+                               pool_logging_name=POOL_LOGGING_NAME)
 
         self._connections: dict[int, sqlite3.Connection] = {}  # open DBAPI connections (for fork)
         connections = self._connections
