@@ -62,7 +62,7 @@ def outage_child(dsn: str, root: str, n: int, window: int) -> dict[str, Any]:
     svc.queue.wake()
     svc.queue.close(timeout=0)
     return {"lat": lat_p, "rss_window": rss_window, "rss_end": rss_end, "peak": peak,
-            "accepted": svc.queue.accepted}
+            "accepted": svc.queue.stats()["accepted"]}
 
 
 def hot_normal(dsn: str, n: int) -> dict[str, float]:

@@ -119,7 +119,7 @@ class RecallOutbox(Base):
     """A note or event changed and not indexed yet (written in the same transaction as the change)."""
 
     __tablename__ = "recall_outbox"
-    __table_args__ = (Index("ix_recall_outbox_queued", "queued_at"), TABLE_ARGS)
+    __table_args__ = (TABLE_ARGS,)
 
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     item_id: Mapped[str] = mapped_column(Key(), primary_key=True)

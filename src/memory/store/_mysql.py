@@ -87,7 +87,7 @@ class MysqlStore(SqlStore):
                 f"ON DUPLICATE KEY UPDATE {updates}")
 
     def outbox_upsert_sql(self) -> str:
-        return ("INSERT INTO recall_outbox (kind, item_id, gen, queued_at) VALUES (%s, %s, 1, %s) "
+        return ("INSERT INTO recall_outbox (kind, item_id, gen, queued_at) VALUES (%s, %s, %s, %s) "
                 "ON DUPLICATE KEY UPDATE gen = gen + 1, queued_at = VALUES(queued_at)")
 
     def keyword_sql(self, where: str, limit: int) -> tuple[str, int]:

@@ -86,7 +86,9 @@ class RecallSql:
         """Within the caller's transaction: mark items as changed (inserted, edited or deleted)."""
         if self.recall_outbox_enabled and ids:
             t = time.time() if now is None else now
-            cur.executemany(self.outbox_upsert_sql(), [(kind, i, t) for i in dict.fromkeys(ids)])
+            # Every value a parameter (gen starts at 1): PyMySQL turns an executemany into one
+            # multi-row INSERT only then; a literal in VALUES made it a round trip per row.
+            cur.executemany(self.outbox_upsert_sql(), [(kind, i, 1, t) for i in dict.fromkeys(ids)])
 
     def enqueue_for_index(self, kind: str, ids: Sequence[str]) -> None:
         """Queue items in a transaction of their own (the reindex tool, forget/restore)."""
@@ -99,9 +101,17 @@ class RecallSql:
 
     # -- the indexer ------------------------------------------------------------------------------
     def outbox_batch(self, limit: int) -> list[tuple[str, str, int]]:
-        """Up to ``limit`` queued changes, oldest first: ``(kind, item_id, gen)``."""
-        return [(r[0], r[1], int(r[2])) for r in self._fetch(  # type: ignore[attr-defined]
-            f"SELECT kind, item_id, gen FROM recall_outbox ORDER BY queued_at, kind, item_id LIMIT {int(limit)}", ())]
+        """Up to ``limit`` queued changes ``(kind, item_id, gen)``, half from each kind when both
+        wait (a stream of events never starves notes), in key order (events: oldest first).
+
+        The primary key serves both reads: no index on ``queued_at`` to maintain on every write.
+        """
+        out: list[tuple[str, str, int]] = []
+        for kind, share in ((KIND_NOTE, max(1, limit // 2)), (KIND_EVENT, limit)):
+            rows = self._fetch(f"SELECT kind, item_id, gen FROM recall_outbox WHERE kind = '{kind}' "  # type: ignore[attr-defined]
+                               f"ORDER BY item_id LIMIT {int(min(share, limit - len(out)))}", ())
+            out += [(r[0], r[1], int(r[2])) for r in rows]
+        return out
 
     def _in(self, sql: str, ids: Sequence[str]) -> list[Row]:
         out: list[Row] = []
@@ -220,10 +230,10 @@ class RecallSql:
         n = int(limit)
         events = self._fetch(  # type: ignore[attr-defined]
             "SELECT e.event_id, e.session_key, e.ts, e.obs FROM recall_outbox o JOIN events e "
-            f"ON e.event_id = o.item_id WHERE o.kind = 'event' ORDER BY o.queued_at DESC LIMIT {n}", ())
+            f"ON e.event_id = o.item_id WHERE o.kind = 'event' ORDER BY o.item_id DESC LIMIT {n}", ())
         notes = self._fetch(  # type: ignore[attr-defined]
             f"SELECT k.{q}, k.title, k.content, k.tags, k.headings FROM recall_outbox o JOIN knowledge k "
-            f"ON k.{q} = o.item_id WHERE o.kind = 'knowledge' ORDER BY o.queued_at DESC LIMIT {n}", ())
+            f"ON k.{q} = o.item_id WHERE o.kind = 'knowledge' ORDER BY o.item_id DESC LIMIT {n}", ())
         return events, notes
 
     def queued_removals(self, limit: int) -> list[tuple[str, str]]:

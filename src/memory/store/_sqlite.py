@@ -180,7 +180,7 @@ class SqliteStore(SqlStore):
                 f'ON CONFLICT("key") DO UPDATE SET {updates}')
 
     def outbox_upsert_sql(self) -> str:
-        return ("INSERT INTO recall_outbox (kind, item_id, gen, queued_at) VALUES (?, ?, 1, ?) "
+        return ("INSERT INTO recall_outbox (kind, item_id, gen, queued_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT(kind, item_id) DO UPDATE SET gen = gen + 1, queued_at = excluded.queued_at")
 
     def keyword_sql(self, where: str, limit: int) -> tuple[str, int]:

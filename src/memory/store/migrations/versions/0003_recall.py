@@ -46,7 +46,6 @@ def upgrade() -> None:
         sa.Column("queued_at", sa.Double(), nullable=False),
         **ARGS,
     )
-    ensure_index("ix_recall_outbox_queued", "recall_outbox", ["queued_at"])
     ensure_table(
         "recall_items",
         sa.Column("doc_id", BIG, primary_key=True, autoincrement=True),
