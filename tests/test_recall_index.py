@@ -358,3 +358,19 @@ def test_keyword_widening_every_term_then_pairs_then_any(dsn: str, tmp_path: Pat
         assert [h.id for h in svc.recall("walrus pelican giraffe okapi")] == ["zoo/all", "zoo/two"]
         # Not even two terms in one item: any term.
         assert {h.id for h in svc.recall("walrus okapi zebu")} == {"zoo/all", "zoo/two", "zoo/one"}
+
+
+def test_the_outbox_rows_of_a_batch_are_one_statement_on_mysql(mysql_dsn: str) -> None:
+    store = store_for(mysql_dsn)
+    try:
+        def inserts() -> int:
+            return int(store.execute("SHOW GLOBAL STATUS LIKE 'Com_insert'")[0][1])
+
+        before = inserts()
+        store.write_batch([ev(i, f"olive {i}") for i in range(300)], [], [])
+        # One multi-row INSERT for the events and one for their outbox rows (a few more from
+        # anything else on the shared server is fine); a statement per row would be 300 more.
+        assert inserts() - before < 30
+        assert len(outbox(store)) == 300
+    finally:
+        store.dispose()
