@@ -216,6 +216,13 @@ class SqlStore(RecallSql, GraphSql, Store):
             yield cur
             conn.commit()
         except BaseException:
+            # The cursor goes first: SQLite keeps a connection closed under a live statement open
+            # (files, locks, shared memory) until that statement is freed, and this exception's
+            # traceback keeps the cursor alive for as long as anyone keeps the exception.
+            if cur is not None:
+                with contextlib.suppress(Exception):
+                    cur.close()
+                cur = None
             with contextlib.suppress(Exception):
                 conn.rollback()
             with contextlib.suppress(Exception):

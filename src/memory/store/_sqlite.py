@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import gc
 import logging
 import os
 import sqlite3
@@ -47,6 +48,78 @@ FORK_WAIT_S = 2.0  # how long a fork waits for SQLite calls in progress to finis
 # SQLite's lock bookkeeping is per process, so whether it survived a fork intact is a fact about
 # the process, not about one store object: stores built in a child after an unsafe fork refuse.
 _inherited_busy: str | None = None
+
+
+def _open_files(path: str) -> list[str]:
+    """The database's files (``path``, ``-wal``, ``-shm``, ``-journal``) this process has open.
+
+    Read from ``/proc/self/fd``; where that does not exist the answer is "none" (not checkable).
+    """
+    names = {path, path + "-wal", path + "-shm", path + "-journal"}
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return []
+    found = []
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target in names:
+                found.append(target)
+    return found
+
+
+class _ForkCheck:
+    """Before a forked child's first connection to a file: is any of the parent's SQLite state left?
+
+    The fork hooks close every connection they know of, but SQLite keeps a connection that was
+    closed while one of its statements was alive open until the statement is freed (a cursor
+    kept by a traceback, or by a thread that does not exist in the child). A new connection
+    would then share the inherited per-file state and hold none of the kernel locks SQLite
+    believes it holds: once the parent exits, another process may reset the WAL index under it
+    (lost commits, or SIGBUS). So the first connection per file after a fork checks the files
+    this process has open (after all hooks ran, so every store has let go of its own); garbage
+    is collected once; state that survives that cannot be released, and the file is refused.
+    """
+
+    def __init__(self, forked: bool) -> None:
+        self.forked = forked
+        self._lock = threading.RLock()  # a finalizer run by gc.collect() below may connect too
+        self._checked: set[str] = set()
+        self._refused: dict[str, str] = {}
+
+    def refusal(self, path: Path | None) -> str | None:
+        if not self.forked or path is None:
+            return None
+        key = os.path.realpath(path)
+        with self._lock:  # held across the check: a sibling's first connection must not count
+            if key in self._refused:
+                return self._refused[key]
+            if key in self._checked:
+                return None
+            if _open_files(key):
+                gc.collect()  # a cycle holding a statement (an exception kept with its traceback)
+            left = _open_files(key)
+            if left:
+                msg = (f"SQLite state for {path} inherited from the parent process (forked) is still open and "
+                       "cannot be released here; SQLite is not used in this process, records wait in the "
+                       "journal for the next process")
+                log.warning("memory: %s", msg)
+                self._refused[key] = msg
+                return msg
+            self._checked.add(key)
+            return None
+
+
+_fork_check = _ForkCheck(forked=False)
+
+
+def _after_fork_in_child() -> None:
+    global _fork_check
+    _fork_check = _ForkCheck(forked=True)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class _ForkGate:
@@ -117,6 +190,9 @@ class SqliteStore(SqlStore):
         def _do_connect(dialect: Any, _rec: object, cargs: Any, cparams: Any) -> sqlite3.Connection:
             if _inherited_busy is not None:
                 raise sqlite3.OperationalError(_inherited_busy)
+            refused = _fork_check.refusal(self.path)
+            if refused is not None:
+                raise sqlite3.OperationalError(refused)
             with gate.op():  # connecting and set-up run inside SQLite: a fork must not cut them
                 dbapi_conn: sqlite3.Connection = dialect.loaded_dbapi.connect(*cargs, **cparams)
                 dbapi_conn.isolation_level = None  # transactions are begun explicitly below
@@ -244,7 +320,9 @@ class SqliteStore(SqlStore):
         while the inherited connections stay open its *new* connections believe they already
         hold locks the kernel never gave the child; once the parent dies another process may
         reset the WAL under them (commits lost, or SIGBUS on the shared memory). Closing them
-        clears that state; it changes nothing for the parent, whose locks are its own.
+        clears that state (unless a statement keeps a closed one open: :class:`_ForkCheck`
+        verifies before the first new connection); it changes nothing for the parent, whose
+        locks are its own.
 
         Closing is only safe if no thread was inside SQLite at the fork (its mutex would be held
         forever). The fork gate makes that the rule; if a call outlasted the wait, this process
