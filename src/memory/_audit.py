@@ -43,24 +43,13 @@ from pathlib import Path, PurePath
 from typing import Any, Protocol
 
 from . import _forking
+from ._audit_events import (  # noqa: F401 - re-exported: the event types belong to the log's API
+    DEAD_LETTER, DECAY_RUN, EVENT_TYPES, FORGET, OUTAGE_END, OUTAGE_START, RECALL, REPLAY_END, REPLAY_START,
+    RESTORE, VAULT_CONFLICT, ZONE_CHANGE)
 from ._config import AuditConfig
 from .queue._item import RateLimitedLog
 
 log = logging.getLogger("memory.audit")
-
-RECALL = "recall"
-FORGET = "forget"
-RESTORE = "restore"
-ZONE_CHANGE = "zone_change"
-DECAY_RUN = "decay_run"
-DEAD_LETTER = "dead_letter"
-VAULT_CONFLICT = "vault_conflict"
-OUTAGE_START = "outage_start"
-OUTAGE_END = "outage_end"
-REPLAY_START = "replay_start"
-REPLAY_END = "replay_end"
-EVENT_TYPES: tuple[str, ...] = (RECALL, FORGET, RESTORE, ZONE_CHANGE, DECAY_RUN, DEAD_LETTER, VAULT_CONFLICT,
-                                OUTAGE_START, OUTAGE_END, REPLAY_START, REPLAY_END)
 
 # queue_full: the writer fell behind by queue_size lines; io_error: the file could not be written;
 # closed: emitted after close(), or still queued when close() gave up; error: a line that could not

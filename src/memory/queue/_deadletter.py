@@ -44,6 +44,8 @@ class DeadLetter:
         self.keys: set[str] = set()
         self.size = 0
         self.loaded = False
+        # Told about each entry once it is durably in the file (the audit log's dead_letter line).
+        self.on_written: Callable[[dict[str, Any]], None] | None = None
 
     def load(self) -> None:
         """Read the ids already dead-lettered (done by the writer thread, never the constructor)."""
@@ -126,6 +128,9 @@ class DeadLetter:
                 os.close(fd)
             self.size += len(line)
             self.keys.add(key)
+        if self.on_written is not None:
+            with contextlib.suppress(Exception):
+                self.on_written(entry)
         return "written"
 
     def rewrite(self, decide: Callable[[dict[str, Any]], dict[str, Any] | None]) -> int:

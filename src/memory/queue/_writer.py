@@ -36,6 +36,7 @@ from ..store import Store
 from ._accounting import Ledger, QueueView, backlog_counts, check, stats
 from ._batch import KEPT_TRANSIENT, RESOLVED, BatchWriter
 from ._deadletter import DeadLetter
+from ._events import Observation, QueueAudit, Sink
 from ._item import Item, Pos, RateLimitedLog
 from ._journal import DEAD_LETTER_FILE, DiskFull, Journal, NullJournal, quarantine
 from ._reader import SpillReader
@@ -54,7 +55,9 @@ class WriteQueue:
     """Journal + memory window + writer. Components follow initialize / loop_once / shutdown."""
 
     def __init__(self, config: FailureQueueConfig, store: Store, *, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time, warn_interval: float = 30.0) -> None:
+                 wall: Callable[[], float] = time.time, warn_interval: float = 30.0,
+                 audit: Sink | None = None) -> None:
+        """``audit`` (the audit log, optional) hears of outages, replays and dead letters."""
         self.cfg, self.store, self.clock, self.wall = config, store, clock, wall
         self.warn = RateLimitedLog(log, warn_interval, clock)
         self.root = Path(config.path)
@@ -67,6 +70,8 @@ class WriteQueue:
         self.volatile = MemoryWindow(config.max_in_memory)  # journal unusable/full: memory only
         self.retry = RetryList(self._lock)
         self.dead = DeadLetter(self.root / DEAD_LETTER_FILE, int(config.dead_letter_max_mb * 1024 * 1024))
+        self.audit = QueueAudit(audit)
+        self.dead.on_written = self.audit.dead_letter
         self.breaker = Breaker(config.breaker_threshold, config.retry_base_delay_s, config.retry_max_delay_s)
         self.batches = BatchWriter(config, store, self.ledger, self.retry, self.dead, self.breaker, self._lock,
                                    clock, wall, self.warn, self._backlog)
@@ -291,18 +296,32 @@ class WriteQueue:
         if not self.breaker.allow(now):
             return self.breaker.retry_at - now
         if not self.initialized and not self.initialize(now):
+            self._observe()
             return max(self.breaker.retry_at - now, 0.001)
+        self._observe()  # before writing: what waits now (a batch may settle all of it)
         worked = self.batches.retry_due(now)
         if self._inflight or self._fill_inflight():
             worked = True
             if not self._write_inflight(now):
+                self._observe()
                 return max(self.breaker.retry_at - now, 0.001)
+        self._observe()
         self._housekeeping()
         with self._progress:
             self._progress.notify_all()
         if worked:
             return 0.0
         return self._next_due(now)
+
+    def _observe(self) -> None:
+        """Tell the audit log what changed (outage, replay); cheap when nothing did."""
+        if self.audit.sink is None:
+            return
+        with self._lock:
+            head = self.journal.head_unlocked()
+        self.audit.observe(Observation(
+            wall=self.wall(), initialized=self.initialized, breaker_open=self.breaker.is_open,
+            error=self.breaker.last_error, pending=self.ledger.pending(), head=head, drained_to=self.drained))
 
     def _next_due(self, now: float) -> float:
         interval = self.cfg.flush_interval_ms / 1000
