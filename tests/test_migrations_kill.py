@@ -30,7 +30,7 @@ from memory.store._models import Base, include_in_comparison
 
 from .conftest import MYSQL_URL, mysql_admin, require_mysql
 
-HEAD = "0004"
+HEAD = "0005"
 CHILD = r"""
 import sys
 from memory import load_config

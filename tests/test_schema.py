@@ -27,7 +27,7 @@ def test_empty_database_to_head_twice(dsn: str) -> None:
         assert not store.schema_state().ready
         store.initialize()
         store.initialize()  # idempotent
-        assert store.current_revision() == "0004"
+        assert store.current_revision() == "0005"
         assert store.schema_state().ready and store.schema_state().missing == ()
         assert store.count("events") == store.count("turns") == store.count("knowledge") == 0
     finally:
@@ -56,7 +56,7 @@ def test_older_database_upgrades_and_keeps_rows(dsn: str) -> None:
         store.recall_outbox_enabled = False  # what a process of that revision wrote: no outbox yet
         store.write_batch([("e1", 1.0, "s", "{}", None, None)], [], [])
         store.initialize()
-        assert store.current_revision() == "0004"
+        assert store.current_revision() == "0005"
         assert store.get_event("e1") == ("e1", 1.0, "s", "{}", None, None)
         assert store.count("configs") == 0
     finally:
@@ -73,7 +73,7 @@ def test_two_processes_upgrade_at_once(dsn: str, tmp_path: Path) -> None:
                               text=True) for _ in range(2)]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
-    assert [o[0].strip() for o in outs] == ["0004", "0004"]
+    assert [o[0].strip() for o in outs] == ["0005", "0005"]
 
 
 def test_cli_db_upgrade(dsn: str, tmp_path: Path) -> None:
@@ -82,4 +82,4 @@ def test_cli_db_upgrade(dsn: str, tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "memory.cli", "db", "upgrade", "--config", str(cfg)],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "schema at revision 0004" in out.stdout
+    assert "schema at revision 0005" in out.stdout

@@ -182,3 +182,57 @@ class GraphEdge(Base):
     weight: Mapped[float] = mapped_column(Double, nullable=False)
     created_at: Mapped[float] = mapped_column(Double, nullable=False)
     updated_at: Mapped[float] = mapped_column(Double, nullable=False)
+
+
+class ItemState(Base):
+    """Decay's view of one note or event: its zone (0 core ... 4 cloud), since when, how often and
+    when it was last recalled, whether it is pinned; see migration 0005 and ``memory.decay``."""
+
+    __tablename__ = "item_state"
+    __table_args__ = (Index("ix_item_state_decay", "zone", "idle_since"), TABLE_ARGS)
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    item_id: Mapped[str] = mapped_column(Key(), primary_key=True)
+    zone: Mapped[int] = mapped_column(Integer, nullable=False)
+    zone_since: Mapped[float] = mapped_column(Double, nullable=False)
+    idle_since: Mapped[float] = mapped_column(Double, nullable=False)  # max(zone_since, last_recalled_at)
+    recall_count: Mapped[int] = mapped_column(BigInt, nullable=False)
+    last_recalled_at: Mapped[float | None] = mapped_column(Double)
+    pinned: Mapped[int] = mapped_column(Integer, nullable=False)
+    declared_zone: Mapped[int | None] = mapped_column(Integer)  # the front matter's zone, last applied
+    source_at: Mapped[float | None] = mapped_column(Double)  # the note's updated_at when last read
+
+
+class Tombstone(Base):
+    """A forgotten item: why, when, its content digest, and what ``restore`` needs to bring it back."""
+
+    __tablename__ = "tombstones"
+    __table_args__ = (
+        Index("ix_tombstones_item", "item_id"),
+        Index("ix_tombstones_file", "file_state"),
+        TABLE_ARGS,
+    )
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    item_id: Mapped[str] = mapped_column(Key(), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    forgotten_at: Mapped[float] = mapped_column(Double, nullable=False)
+    digest: Mapped[str] = mapped_column(String(64), nullable=False)
+    zone: Mapped[int | None] = mapped_column(Integer)
+    payload: Mapped[str] = mapped_column(LongText, nullable=False)  # the deleted row as JSON
+    trash_path: Mapped[str | None] = mapped_column(Key(1024))  # a note's file below the vault's trash
+    file_state: Mapped[str | None] = mapped_column(String(16))  # pending (not moved yet) / trashed
+
+
+class DecayLease(Base):
+    """Who runs decay now (``holder`` until ``expires_at``, wall-clock seconds) and the last run."""
+
+    __tablename__ = "decay_lease"
+    __table_args__ = (TABLE_ARGS,)
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(255))
+    expires_at: Mapped[float] = mapped_column(Double, nullable=False)
+    acquired_at: Mapped[float | None] = mapped_column(Double)
+    last_run_at: Mapped[float | None] = mapped_column(Double)
+    last_result: Mapped[str | None] = mapped_column(Text)
