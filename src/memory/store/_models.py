@@ -189,7 +189,7 @@ class ItemState(Base):
     when it was last recalled, whether it is pinned; see migration 0005 and ``memory.decay``."""
 
     __tablename__ = "item_state"
-    __table_args__ = (Index("ix_item_state_decay", "zone", "idle_since"), TABLE_ARGS)
+    __table_args__ = (Index("ix_item_state_decay", "pinned", "zone", "idle_since"), TABLE_ARGS)
 
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     item_id: Mapped[str] = mapped_column(Key(), primary_key=True)

@@ -10,7 +10,7 @@ any step resumes at the next.
 * ``item_state``: one row per note or event that decay looks after (``kind`` is recall's kind:
   ``event`` or ``knowledge``). Rows are adopted from committed data by the decay run, never written
   on the append path. ``idle_since`` is max(``zone_since``, ``last_recalled_at``), kept in the row
-  so that ``ix_item_state_decay`` (zone, idle_since) serves the demote and forget scans as ranges.
+  so that ``ix_item_state_decay`` (pinned, zone, idle_since) serves the demote and forget scans as ranges.
 * ``tombstones``: a forgotten item (reason, time, content digest, and the row itself as JSON so
   ``restore`` can put it back; a note's place in ``.trash`` and whether its file has moved yet).
 * ``decay_lease``: one row per named job; a process runs decay only while it holds the row
@@ -51,7 +51,7 @@ def upgrade() -> None:
         sa.Column("source_at", sa.Double()),
         **ARGS,
     )
-    ensure_index("ix_item_state_decay", "item_state", ["zone", "idle_since"])
+    ensure_index("ix_item_state_decay", "item_state", ["pinned", "zone", "idle_since"])
     ensure_table(
         "tombstones",
         sa.Column("kind", sa.String(16), primary_key=True),
