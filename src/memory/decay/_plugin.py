@@ -1,0 +1,420 @@
+"""The decay plug-in: ``Decay`` (run, forget, restore, touches, health) and ``DecayScheduler``.
+
+Guarantees:
+
+* **A run is set-based and bounded.** Each step (adopt a page, forget a batch, demote a batch) is
+  one short transaction of at most ``batch_size`` items, so writers wait at most one batch. A run
+  moves an item at most one zone (a demotion restarts its idle time), forgets only items idle in
+  zone 4 for ``auto_forget_days``, and never touches pinned notes or anything under ``md/``.
+* **``dry_run`` changes nothing**: the same steps run in one transaction that is rolled back, and
+  no file moves, so the report is exactly what a run at that moment would do. (On SQLite that
+  transaction holds the write lock for the whole dry run; writers wait, bounded by busy_timeout.)
+* **Forgetting a note never loses it.** The tombstone (with the row) commits first, marked
+  ``pending``; then the file moves into the trash and the tombstone records where. A process
+  stopping in between leaves ``pending``, which every run (and a repeated ``forget``) completes.
+* **Restore is the reverse**: the file goes back first (refused if its place is taken), then one
+  transaction deletes the tombstone, puts the row back, gives it a fresh state row and queues it
+  for the recall index; if that transaction fails, the file returns to the trash.
+* **Nothing raises into a thread.** ``DecayScheduler`` counts and logs failures; ``health``
+  reports a database it cannot read as a problem, not an exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from .._audit_events import DECAY_RUN, FORGET, RESTORE, ZONE_CHANGE
+from .._errors import StoreError
+from ..store._decay import CLOUD, KINDS, TombstoneRow
+from ..store._recall import KIND_EVENT, KIND_NOTE
+from . import _policy
+from ._config import ZONE_NAMES, DecayConfig
+from ._trash import TrashError, TrashMissing, move_to_trash, restore_from_trash
+
+log = logging.getLogger("memory.decay")
+
+Audit = Callable[..., None]
+LEASE = "decay"
+MAX_ID = 255
+
+
+@dataclasses.dataclass(frozen=True)
+class ForgetResult:
+    ok: bool
+    item_id: str
+    kind: str | None = None
+    message: str = ""
+    trash_path: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RestoreResult:
+    ok: bool
+    item_id: str
+    kind: str | None = None
+    message: str = ""
+
+
+class _Rollback(BaseException):  # noqa: N818 - not an error: passes _errors() untouched
+    """Ends a dry run's transaction (rolled back by ``_raw_write``)."""
+
+
+def _holder_id() -> str:
+    return f"{socket.gethostname()[:100]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Decay:
+    """Decay over one store. ``vault_root`` is needed to forget and restore notes (their files);
+    ``audit(event, **fields)`` is called for forget, restore, a run's zone changes and the run."""
+
+    def __init__(self, store: Any, config: DecayConfig | None = None, *, vault_root: Path | str | None = None,
+                 audit: Audit | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.config = config or DecayConfig()
+        self.vault_root = Path(vault_root) if vault_root is not None else None
+        self._audit_fn = audit
+        self.clock = clock
+        self._lock = threading.Lock()  # one run (or forget/restore) at a time in this process
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def _audit(self, event: str, **fields: Any) -> None:
+        if self._audit_fn is not None:
+            try:
+                self._audit_fn(event, **fields)
+            except Exception as exc:  # noqa: BLE001 - an audit sink must never break decay
+                log.warning("decay: audit sink failed: %s", exc)
+
+    @contextlib.contextmanager
+    def _tx(self, shared: Any | None) -> Iterator[Any]:
+        """A transaction of its own, or the dry run's shared one."""
+        if shared is not None:
+            yield shared
+            return
+        with self.store._errors(), self.store._raw_write() as cur:
+            yield cur
+
+    # -- the touch hook (called by the writer inside its transaction) -------------------------------
+    def apply_touches(self, cur: Any, touches: Sequence[tuple[str, str, float]]) -> int:
+        """Apply recall touches ``(kind, item_id, at)`` within the writer's transaction."""
+        return int(self.store.apply_touches(cur, touches, self.config.initial_zones))
+
+    @staticmethod
+    def touches_for(hits: Sequence[Any], at: float) -> list[tuple[str, str, float]]:
+        """Touch records for recall hits (objects with ``kind`` and ``id``, or ``(kind, id)`` pairs)."""
+        out: list[tuple[str, str, float]] = []
+        for h in hits:
+            kind, item_id = (h[0], h[1]) if isinstance(h, (tuple, list)) else (getattr(h, "kind", None),
+                                                                               getattr(h, "id", None))
+            if kind in KINDS and isinstance(item_id, str) and item_id:
+                out.append((kind, item_id, float(at)))
+        return out
+
+    # -- the run -----------------------------------------------------------------------------------
+    def run(self, now: float | None = None, dry_run: bool = False,
+            keep_alive: Callable[[], bool] | None = None) -> _policy.DecayReport:
+        """Adopt new items, forget idle zone-4 items, demote idle items one zone; move forgotten
+        notes' files. ``keep_alive`` is asked between batches (the scheduler renews its lease);
+        False stops the run, reported in ``aborted``. Raises StoreError if the database fails."""
+        t0 = time.perf_counter()
+        now = float(self.clock() if now is None else now)
+        with self._lock:
+            if not dry_run:
+                return self._run(now, None, keep_alive, t0)
+            report: list[_policy.DecayReport] = []
+            try:
+                with self.store._errors(), self.store._raw_write() as cur:
+                    report.append(self._run(now, cur, None, t0))
+                    raise _Rollback
+            except _Rollback:
+                pass
+            return report[0]
+
+    def _run(self, now: float, shared: Any | None, keep_alive: Callable[[], bool] | None,
+             t0: float) -> _policy.DecayReport:
+        cfg, cuts, batch = self.config, _policy.cutoffs(now, self.config), self.config.batch_size
+        dry = shared is not None
+        alive = keep_alive or (lambda: True)
+        adopted, aborted = self._adopt(now, shared), None
+        with self._tx(shared) as cur:
+            protected = self.store.count_protected(cur, cfg.min_zone_for_decay, cuts.decay, cuts.forget)
+        forgotten: list[str] = []
+        notes: list[str] = []
+        while aborted is None:
+            if not alive():
+                aborted = "the decay lease was lost (another process took over)"
+                break
+            with self._tx(shared) as cur:
+                items = self.store.idle_items(cur, CLOUD, cuts.forget, batch)
+                if not items:
+                    break
+                done = self._tombstone(cur, items, "auto-forget: idle in zone 4", now)
+            forgotten += [i for _, i in done]
+            notes += [i for k, i in done if k == KIND_NOTE]
+            if done and not dry:
+                self._audit(FORGET, count=len(done), ids=[i for _, i in done], reason="auto-forget", auto=True)
+        demoted: list[tuple[str, int, int]] = []
+        for zone in _policy.demote_zones(cfg):
+            while aborted is None:
+                if not alive():
+                    aborted = "the decay lease was lost (another process took over)"
+                    break
+                with self._tx(shared) as cur:
+                    items = self.store.idle_items(cur, zone, cuts.decay, batch)
+                    if not items:
+                        break
+                    self.store.demote(cur, zone, items, now)
+                demoted += [(i, zone, zone + 1) for _, i in items]
+        with self._tx(shared) as cur:
+            zones = {z: 0 for z in range(CLOUD + 1)}
+            cur.execute("SELECT zone, COUNT(*) FROM item_state GROUP BY zone")
+            zones.update({int(z): int(n) for z, n in cur.fetchall()})
+        failures = () if dry else self.finish_pending_trash(now)
+        report = _policy.DecayReport(
+            started_at=now, dry_run=dry, scanned=sum(zones.values()) + len(forgotten), adopted=adopted,
+            demoted=tuple(demoted), forgotten=tuple(forgotten), protected=protected, zones=zones,
+            trash_failures=failures, seconds=time.perf_counter() - t0, aborted=aborted)
+        if not dry:
+            if demoted:
+                self._audit(ZONE_CHANGE, count=len(demoted), changes=report.zone_changes())
+            self._audit(DECAY_RUN, **report.summary())
+        return report
+
+    def _adopt(self, now: float, shared: Any | None) -> int:
+        """State rows for committed items that have none (and refreshed ones for edited notes)."""
+        cfg, batch, adopted = self.config, self.config.batch_size, 0
+        after: str | None = ""
+        while after is not None:
+            with self._tx(shared) as cur:
+                n, after = self.store.adopt_events(cur, after, batch, cfg.initial_zone(KIND_EVENT), now)
+            adopted += n
+        after = ""
+        while after is not None:
+            with self._tx(shared) as cur:
+                changes, after = self.store.note_changes(cur, after, batch)
+                adopted += sum(1 for c in changes if not c.has_state)
+                self.store.upsert_note_states(cur, [_policy.note_state(c, cfg) for c in changes], now)
+        for kind in KINDS:  # items deleted at their source (a note removed in the vault)
+            while True:
+                with self._tx(shared) as cur:
+                    if self.store.drop_missing_states(cur, kind, batch) < batch:
+                        break
+        return adopted
+
+    def _tombstone(self, cur: Any, items: Sequence[tuple[str, str]], reason: str,
+                   now: float) -> list[tuple[str, str]]:
+        """Tombstone the forgettable ones of ``items`` (zone-4 candidates); notes are ``pending``
+        until their file moves. Rows whose source is gone, or that are protected, leave the scan."""
+        done: list[tuple[str, str]] = []
+        for kind in KINDS:
+            ids = [i for k, i in items if k == kind]
+            if not ids:
+                continue
+            rows = self.store.source_rows(cur, kind, ids)
+            if kind == KIND_NOTE:
+                keep = {i: r for i, r in rows.items() if not _policy.note_protected(r.get("path"),
+                                                                                    r.get("metadata_json"))}
+                self._pin(cur, kind, [i for i in rows if i not in keep])
+                rows = keep
+            self._drop_states(cur, kind, [i for i in ids if i not in rows])
+            done += [(kind, i) for i in self.store.tombstone(cur, kind, rows, {i: CLOUD for i in rows}, reason, now,
+                                                             "pending" if kind == KIND_NOTE else None)]
+        return done
+
+    def _pin(self, cur: Any, kind: str, ids: Sequence[str]) -> None:
+        p = self.store.param
+        for i in ids:  # rare: a note pinned after its state row was written and before a refresh
+            cur.execute(f"UPDATE item_state SET pinned = 1 WHERE kind = {p} AND item_id = {p}", (kind, i))
+
+    def _drop_states(self, cur: Any, kind: str, ids: Sequence[str]) -> None:
+        p = self.store.param
+        for i in ids:
+            cur.execute(f"DELETE FROM item_state WHERE kind = {p} AND item_id = {p}", (kind, i))
+
+    # -- files of forgotten notes -------------------------------------------------------------------
+    def finish_pending_trash(self, now: float | None = None) -> tuple[tuple[str, str], ...]:
+        """Move the files of forgotten notes still marked ``pending``. Returns (id, why) failures."""
+        failures: list[tuple[str, str]] = []
+        while True:
+            pending = self.store.pending_trash(self.config.batch_size)
+            progress = False
+            for tomb in pending:
+                why = self._trash_file(tomb, tomb.forgotten_at if now is None else now)
+                if why is None:
+                    progress = True
+                else:
+                    failures.append((tomb.item_id, why))
+            if not progress or len(pending) < self.config.batch_size:
+                return tuple(failures)
+
+    def _trash_file(self, tomb: TombstoneRow, at: float) -> str | None:
+        """Move one forgotten note's file; record the outcome on its tombstone. None if settled."""
+        rel = str(tomb.payload.get("path") or "")
+        if self.vault_root is None:
+            return "no vault folder is configured, so the file was not moved"
+        try:
+            moved = move_to_trash(self.vault_root, rel, at, self.config.trash_dir)
+        except TrashMissing:
+            self.store.set_trashed(tomb.kind, tomb.item_id, None, "missing")  # nothing left to move
+            return None
+        except (TrashError, OSError) as exc:
+            log.warning("decay: the file of forgotten note %s stays in place: %s", tomb.item_id, exc)
+            return str(exc)
+        self.store.set_trashed(tomb.kind, tomb.item_id, moved, "trashed")
+        return None
+
+    # -- forget / restore ----------------------------------------------------------------------------
+    def forget(self, item_id: str, reason: str = "forgotten by request", *, now: float | None = None) -> ForgetResult:
+        """Forget one event or note now: tombstone, row deleted, edges removed, queued for the recall
+        index (which drops its vectors), a note's file moved to the trash. Pinned notes and md/
+        configs are refused. Never raises for a bad id (the result says why); StoreError propagates."""
+        if not isinstance(item_id, str) or not item_id.strip() or len(item_id) > MAX_ID:
+            return ForgetResult(False, str(item_id)[:MAX_ID], None, "not an item id (a non-empty string of at most "
+                                                                  f"{MAX_ID} characters)")
+        at = float(self.clock() if now is None else now)
+        reason = str(reason or "forgotten by request")[:1000]
+        with self._lock:
+            kind = self.store.item_kind(item_id)
+            if kind is None:
+                tombs = self.store.tombstones_of(item_id)
+                if tombs:
+                    failures = [why for tomb in tombs if tomb.file_state == "pending"
+                                for why in [self._trash_file(tomb, at)] if why]
+                    return ForgetResult(not failures, item_id, tombs[0].kind,
+                                        "already forgotten" + (f"; {failures[0]}" if failures else ""),
+                                        tombs[0].trash_path)
+                return ForgetResult(False, item_id, None, "no such event or note")
+            if kind == "config":
+                return ForgetResult(False, item_id, kind, "configs (md/) are never forgotten")
+            with self.store._errors(), self.store._raw_write() as cur:
+                rows = self.store.source_rows(cur, kind, [item_id])
+                row = rows.get(item_id)
+                if row is None:
+                    return ForgetResult(False, item_id, kind, "no such event or note")
+                if kind == KIND_NOTE and _policy.note_protected(row.get("path"), row.get("metadata_json")):
+                    return ForgetResult(False, item_id, kind, "pinned notes are never forgotten")
+                state = self._zone_in(cur, kind, item_id)
+                self.store.tombstone(cur, kind, rows, {item_id: state}, reason, at,
+                                     "pending" if kind == KIND_NOTE else None)
+            trash_path, message = None, "forgotten"
+            if kind == KIND_NOTE:
+                tomb = next((t for t in self.store.tombstones_of(item_id) if t.kind == kind), None)
+                why = None if tomb is None else self._trash_file(tomb, at)
+                tomb = next((t for t in self.store.tombstones_of(item_id) if t.kind == kind), tomb)
+                trash_path = tomb.trash_path if tomb is not None else None
+                if why:
+                    message = f"forgotten; the file stays in place for now ({why}); the next decay run retries"
+        self._audit(FORGET, id=item_id, kind=kind, reason=reason, trash_path=trash_path)
+        return ForgetResult(True, item_id, kind, message, trash_path)
+
+    def _zone_in(self, cur: Any, kind: str, item_id: str) -> int | None:
+        p = self.store.param
+        cur.execute(f"SELECT zone FROM item_state WHERE kind = {p} AND item_id = {p}", (kind, item_id))
+        row = cur.fetchone()
+        return None if row is None else int(row[0])
+
+    def restore(self, item_id: str, *, now: float | None = None) -> RestoreResult:
+        """Bring a forgotten item back (file, row, a fresh state row in its kind's initial zone) and
+        queue it for the recall index. Refused, with the reason, when it is not forgotten or a
+        note's original place is taken. Never raises for a bad id; StoreError propagates."""
+        if not isinstance(item_id, str) or not item_id.strip() or len(item_id) > MAX_ID:
+            return RestoreResult(False, str(item_id)[:MAX_ID], None, "not an item id")
+        at = float(self.clock() if now is None else now)
+        with self._lock:
+            tombs = self.store.tombstones_of(item_id)
+            if not tombs:
+                return RestoreResult(False, item_id, None, "not forgotten (no tombstone)")
+            tomb = tombs[0]
+            moved_back = False
+            if tomb.kind == KIND_NOTE and tomb.file_state == "trashed" and tomb.trash_path:
+                if self.vault_root is None:
+                    return RestoreResult(False, item_id, tomb.kind, "no vault folder is configured to restore into")
+                try:
+                    restore_from_trash(self.vault_root, tomb.trash_path, str(tomb.payload.get("path")),
+                                       self.config.trash_dir)
+                    moved_back = True
+                except TrashMissing:
+                    if not self._file_matches(tomb):  # a restore stopped after the move: the file is back
+                        return RestoreResult(False, item_id, tomb.kind, f"{tomb.trash_path} is gone from the trash")
+                except (TrashError, OSError) as exc:
+                    return RestoreResult(False, item_id, tomb.kind, str(exc))
+            try:
+                with self.store._errors(), self.store._raw_write() as cur:
+                    ok = self.store.restore_row(cur, tomb, self.config.initial_zone(tomb.kind), at)
+            except BaseException:
+                if moved_back:
+                    self._undo_restore(tomb)
+                raise
+            if not ok:
+                if moved_back:
+                    self._undo_restore(tomb)
+                return RestoreResult(False, item_id, tomb.kind, "the tombstone cannot rebuild the item")
+        self._audit(RESTORE, id=item_id, kind=tomb.kind, forgotten_at=tomb.forgotten_at)
+        return RestoreResult(True, item_id, tomb.kind, "restored")
+
+    def _file_matches(self, tomb: TombstoneRow) -> bool:
+        if self.vault_root is None:
+            return False
+        return (self.vault_root / str(tomb.payload.get("path") or "\x00")).is_file()
+
+    def _undo_restore(self, tomb: TombstoneRow) -> None:
+        assert self.vault_root is not None
+        with contextlib.suppress(Exception):
+            src = self.vault_root / str(tomb.payload.get("path"))
+            dst = self.vault_root / str(tomb.trash_path)
+            os.link(src, dst)
+            os.unlink(src)
+
+    # -- health -----------------------------------------------------------------------------------
+    def health(self, scheduler: DecayScheduler | None = None, *,
+               now: float | None = None) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """The health section and its problems in plain words. Never raises."""
+        now = float(self.clock() if now is None else now)
+        cfg = self.config
+        running = scheduler.running if scheduler is not None else None
+        section: dict[str, Any] = {"enabled": cfg.enabled, "scheduler_running": running,
+                                   "interval_s": cfg.interval_s}
+        try:
+            counts = self.store.zone_counts()
+            lease = self.store.lease(LEASE)
+            pending = len(self.store.pending_trash(1000))
+            tombstones = self.store.tombstone_count()
+        except StoreError as exc:
+            section["error"] = str(exc)
+            return section, (f"decay state cannot be read from the database ({exc})",)
+        last_run = lease.last_run_at if lease is not None else None
+        last = {}
+        with contextlib.suppress(TypeError, ValueError):
+            last = json.loads(lease.last_result) if lease is not None and lease.last_result else {}
+        usage = _policy.zone_usage(counts, cfg.capacity)
+        section.update({
+            "last_run_at": last_run,
+            "next_run_at": (scheduler.next_run_wall() if scheduler is not None else
+                            (last_run + cfg.interval_s if last_run is not None else None)),
+            "last_result": last or None,
+            "lease_holder": lease.holder if lease is not None and lease.expires_at > now else None,
+            "zones": {ZONE_NAMES[u.zone]: u.items for u in usage},
+            "usage": {ZONE_NAMES[u.zone]: {"items": u.items, "capacity": u.capacity,
+                                           "percent": None if u.fraction is None else round(100 * u.fraction, 1),
+                                           "warning": u.warning} for u in usage},
+            "tombstones": tombstones, "pending_trash": pending,
+        })
+        problems = _policy.health_problems(usage, enabled=cfg.enabled, scheduler_running=running,
+                                           last_run_at=last_run, interval_s=cfg.interval_s, now=now,
+                                           pending_trash=pending, last_aborted=(last or {}).get("aborted"))
+        return section, problems
+
+
+from ._scheduler import DecayScheduler  # noqa: E402  (the scheduler builds on Decay)
+
+__all__ = ["Decay", "DecayScheduler", "ForgetResult", "RestoreResult"]
