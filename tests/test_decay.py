@@ -272,9 +272,29 @@ def test_audit_gets_one_zone_line_per_run(store: Any) -> None:
 
 def test_health_reports_zones_usage_and_problems(store: Any) -> None:
     add_events(store, *[f"e{i}" for i in range(9)])
-    d = Decay(store, DecayConfig(capacity={3: 10, 0: 5}))
-    d.run(now=T0)
-    section, problems = d.health(now=T0)
+    clock = [T0]
+    d = Decay(store, DecayConfig(capacity={3: 10, 0: 5}), clock=lambda: clock[0])
+    section, problems = d.health()
+    assert section["last_run_at"] is None and section["zones"] is None and problems == ()
+    report = d.run_leased("me")
+    assert report is not None and report.adopted == 9
+    section, problems = d.health()
+    assert section["last_run_at"] == T0 and section["next_run_at"] == T0 + 3600
     assert section["zones"]["outer"] == 9 and section["usage"]["outer"]["percent"] == 90.0
     assert section["usage"]["outer"]["warning"] and not section["usage"]["core"]["warning"]
-    assert any("zone 3 (outer) holds 9 items, 90%" in p for p in problems)
+    assert "middle" not in section["usage"] and section["last_result"]["adopted"] == 9
+    assert problems == ("zone 3 (outer) holds 9 items, 90% of its capacity of 10",)
+    # Days without a run (no scheduler anywhere): said in plain words.
+    clock[0] = T0 + 5 * 3600
+    assert any("last decay run was 5.0 h ago" in p for p in d.health()[1])
+
+
+def test_disabled_decay_answers_empty_without_a_query(store: Any) -> None:
+    add_events(store, "e1")
+    d = Decay(store, DecayConfig(enabled=False))
+    assert d.run(now=T0).aborted and d.health() == ({"enabled": False}, ())
+    with store._raw_write() as cur:
+        assert d.apply_touches(cur, [("event", "e1", T0)]) == 0
+    d.start()
+    assert d.scheduler is None
+    assert store.item_state("event", "e1") is None

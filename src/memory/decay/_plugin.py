@@ -47,6 +47,7 @@ log = logging.getLogger("memory.decay")
 Audit = Callable[..., None]
 LEASE = "decay"
 MAX_ID = 255
+LOST = "stopped: the service is shutting down or the decay lease was lost to another process"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,17 +76,35 @@ def _holder_id() -> str:
 
 
 class Decay:
-    """Decay over one store. ``vault_root`` is needed to forget and restore notes (their files);
-    ``audit(event, **fields)`` is called for forget, restore, a run's zone changes and the run."""
+    """Decay over one store; a plug-in of the service (``start`` / ``stop`` / ``health``, see
+    ``memory._plugin``). ``vault_root`` is needed to forget and restore notes (their files);
+    ``audit`` is a callable ``audit(event, **fields)`` or an audit sink with ``emit`` (forget,
+    restore, one zone-change line per run, the run). With ``enabled: false`` nothing runs on its
+    own and ``run``/``apply_touches``/``health`` answer empty without a query; ``forget`` and
+    ``restore`` still work (they are requests, not decay)."""
 
     def __init__(self, store: Any, config: DecayConfig | None = None, *, vault_root: Path | str | None = None,
-                 audit: Audit | None = None, clock: Callable[[], float] = time.time) -> None:
+                 audit: Audit | Any | None = None, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.config = config or DecayConfig()
         self.vault_root = Path(vault_root) if vault_root is not None else None
-        self._audit_fn = audit
+        self._audit_fn: Audit | None = getattr(audit, "emit", audit) if audit is not None else None
         self.clock = clock
+        self.scheduler: DecayScheduler | None = None
         self._lock = threading.Lock()  # one run (or forget/restore) at a time in this process
+
+    # -- the plug-in contract ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the scheduler thread (only when enabled; never in ``__init__``)."""
+        if self.config.enabled and self.scheduler is None:
+            self.scheduler = DecayScheduler(self)
+            self.scheduler.start()
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        """Stop the scheduler within ``timeout``; never raises; safe to call twice."""
+        if self.scheduler is not None:
+            with contextlib.suppress(Exception):
+                self.scheduler.stop(timeout)
 
     # -- helpers -----------------------------------------------------------------------------------
     def _audit(self, event: str, **fields: Any) -> None:
@@ -106,7 +125,9 @@ class Decay:
 
     # -- the touch hook (called by the writer inside its transaction) -------------------------------
     def apply_touches(self, cur: Any, touches: Sequence[tuple[str, str, float]]) -> int:
-        """Apply recall touches ``(kind, item_id, at)`` within the writer's transaction."""
+        """Apply recall touches ``(kind, item_id, at)`` within the writer's transaction (0 when disabled)."""
+        if not self.config.enabled or not touches:
+            return 0
         return int(self.store.apply_touches(cur, touches, self.config.initial_zones))
 
     @staticmethod
@@ -128,9 +149,12 @@ class Decay:
         False stops the run, reported in ``aborted``. Raises StoreError if the database fails."""
         t0 = time.perf_counter()
         now = float(self.clock() if now is None else now)
+        if not self.config.enabled:
+            return _policy.DecayReport(started_at=now, dry_run=dry_run, aborted="decay is disabled (decay.enabled)")
         with self._lock:
             if not dry_run:
                 return self._run(now, None, keep_alive, t0)
+            # keep_alive is not asked: a dry run is one transaction, over before a lease could lapse
             report: list[_policy.DecayReport] = []
             try:
                 with self.store._errors(), self.store._raw_write() as cur:
@@ -139,6 +163,34 @@ class Decay:
             except _Rollback:
                 pass
             return report[0]
+
+    def run_leased(self, holder: str | None = None, *, min_interval: float = 0.0, dry_run: bool = False,
+                   wall: Callable[[], float] | None = None,
+                   stop: Callable[[], bool] | None = None) -> _policy.DecayReport | None:
+        """``run`` while holding the database lease, so no other process runs decay meanwhile.
+
+        None if another process holds the lease (or, with ``min_interval``, ran within it). The
+        lease is renewed between batches and given up afterwards; a real run records its time and
+        summary in the lease row (what ``health`` shows). A failed run records nothing. ``stop``
+        (the scheduler's shutdown) ends the run at its next batch, reported in ``aborted``.
+        """
+        if not self.config.enabled:
+            return self.run(dry_run=dry_run)
+        wall = wall or self.clock
+        holder = holder or _holder_id()
+        ttl = self.config.lease_ttl_s
+        if not self.store.take_lease(LEASE, holder, wall(), ttl, min_interval):
+            return None
+        started, report = wall(), None
+        try:
+            report = self.run(now=started, dry_run=dry_run,
+                              keep_alive=lambda: not (stop and stop()) and bool(
+                                  self.store.renew_lease(LEASE, holder, wall(), ttl)))
+        finally:
+            record = report is not None and not dry_run
+            self.store.release_lease(LEASE, holder, started if record else None,
+                                     json.dumps(report.summary()) if record and report is not None else None)
+        return report
 
     def _run(self, now: float, shared: Any | None, keep_alive: Callable[[], bool] | None,
              t0: float) -> _policy.DecayReport:
@@ -152,7 +204,7 @@ class Decay:
         notes: list[str] = []
         while aborted is None:
             if not alive():
-                aborted = "the decay lease was lost (another process took over)"
+                aborted = LOST
                 break
             with self._tx(shared) as cur:
                 items = self.store.idle_items(cur, CLOUD, cuts.forget, batch)
@@ -167,7 +219,7 @@ class Decay:
         for zone in _policy.demote_zones(cfg):
             while aborted is None:
                 if not alive():
-                    aborted = "the decay lease was lost (another process took over)"
+                    aborted = LOST
                     break
                 with self._tx(shared) as cur:
                     items = self.store.idle_items(cur, zone, cuts.decay, batch)
@@ -179,7 +231,7 @@ class Decay:
             zones = {z: 0 for z in range(CLOUD + 1)}
             cur.execute("SELECT zone, COUNT(*) FROM item_state GROUP BY zone")
             zones.update({int(z): int(n) for z, n in cur.fetchall()})
-        failures = () if dry else self.finish_pending_trash(now)
+        failures = () if dry else self.finish_pending_trash()
         report = _policy.DecayReport(
             started_at=now, dry_run=dry, scanned=sum(zones.values()) + len(forgotten), adopted=adopted,
             demoted=tuple(demoted), forgotten=tuple(forgotten), protected=protected, zones=zones,
@@ -242,14 +294,15 @@ class Decay:
             cur.execute(f"DELETE FROM item_state WHERE kind = {p} AND item_id = {p}", (kind, i))
 
     # -- files of forgotten notes -------------------------------------------------------------------
-    def finish_pending_trash(self, now: float | None = None) -> tuple[tuple[str, str], ...]:
-        """Move the files of forgotten notes still marked ``pending``. Returns (id, why) failures."""
+    def finish_pending_trash(self) -> tuple[tuple[str, str], ...]:
+        """Move the files of forgotten notes still marked ``pending`` (into the trash folder of the
+        day they were forgotten). Returns (id, why) of those that could not move."""
         failures: list[tuple[str, str]] = []
         while True:
             pending = self.store.pending_trash(self.config.batch_size)
             progress = False
             for tomb in pending:
-                why = self._trash_file(tomb, tomb.forgotten_at if now is None else now)
+                why = self._trash_file(tomb, tomb.forgotten_at)
                 if why is None:
                     progress = True
                 else:
@@ -378,40 +431,46 @@ class Decay:
     # -- health -----------------------------------------------------------------------------------
     def health(self, scheduler: DecayScheduler | None = None, *,
                now: float | None = None) -> tuple[dict[str, Any], tuple[str, ...]]:
-        """The health section and its problems in plain words. Never raises."""
-        now = float(self.clock() if now is None else now)
+        """The health section and its problems in plain words. Never raises.
+
+        Cheap on purpose (called with every ``service.health()``): the lease row, which holds the
+        last run's summary and its items per zone, and an indexed look for unmoved trash files.
+        """
         cfg = self.config
+        if not cfg.enabled:
+            return {"enabled": False}, ()
+        now = float(self.clock() if now is None else now)
+        scheduler = scheduler or self.scheduler
         running = scheduler.running if scheduler is not None else None
-        section: dict[str, Any] = {"enabled": cfg.enabled, "scheduler_running": running,
-                                   "interval_s": cfg.interval_s}
+        section: dict[str, Any] = {"enabled": True, "scheduler_running": running, "interval_s": cfg.interval_s}
         try:
-            counts = self.store.zone_counts()
             lease = self.store.lease(LEASE)
             pending = len(self.store.pending_trash(1000))
-            tombstones = self.store.tombstone_count()
         except StoreError as exc:
             section["error"] = str(exc)
             return section, (f"decay state cannot be read from the database ({exc})",)
         last_run = lease.last_run_at if lease is not None else None
-        last = {}
+        last: dict[str, Any] = {}
         with contextlib.suppress(TypeError, ValueError):
             last = json.loads(lease.last_result) if lease is not None and lease.last_result else {}
+        zones = last.get("zones") if isinstance(last.get("zones"), dict) else {}
+        counts = {z: int(zones.get(name, 0) or 0) for z, name in enumerate(ZONE_NAMES)}
         usage = _policy.zone_usage(counts, cfg.capacity)
         section.update({
             "last_run_at": last_run,
-            "next_run_at": (scheduler.next_run_wall() if scheduler is not None else
+            "next_run_at": (scheduler.next_run_wall() if scheduler is not None and scheduler.running else
                             (last_run + cfg.interval_s if last_run is not None else None)),
-            "last_result": last or None,
+            "last_result": {k: v for k, v in last.items() if k != "zones"} or None,
             "lease_holder": lease.holder if lease is not None and lease.expires_at > now else None,
-            "zones": {ZONE_NAMES[u.zone]: u.items for u in usage},
+            "zones": {ZONE_NAMES[u.zone]: u.items for u in usage} if last else None,  # as of the last run
             "usage": {ZONE_NAMES[u.zone]: {"items": u.items, "capacity": u.capacity,
                                            "percent": None if u.fraction is None else round(100 * u.fraction, 1),
-                                           "warning": u.warning} for u in usage},
-            "tombstones": tombstones, "pending_trash": pending,
+                                           "warning": u.warning} for u in usage if u.capacity},
+            "pending_trash": pending,
         })
         problems = _policy.health_problems(usage, enabled=cfg.enabled, scheduler_running=running,
                                            last_run_at=last_run, interval_s=cfg.interval_s, now=now,
-                                           pending_trash=pending, last_aborted=(last or {}).get("aborted"))
+                                           pending_trash=pending, last_aborted=last.get("aborted"))
         return section, problems
 
 

@@ -100,11 +100,11 @@ class DecayReport:
         return {"started_at": self.started_at, "dry_run": self.dry_run, "scanned": self.scanned,
                 "adopted": self.adopted, "demoted": len(self.demoted), "forgotten": len(self.forgotten),
                 "protected": self.protected, "seconds": round(self.seconds, 3), "aborted": self.aborted,
-                "trash_failures": len(self.trash_failures)}
+                "trash_failures": len(self.trash_failures),
+                "zones": {ZONE_NAMES[z]: n for z, n in sorted(self.zones.items())}}
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.summary(), "demoted": [list(d) for d in self.demoted], "forgotten": list(self.forgotten),
-                "zones": {ZONE_NAMES[z]: n for z, n in sorted(self.zones.items())},
                 "zone_changes": self.zone_changes(), "trash_failures": [list(t) for t in self.trash_failures]}
 
 

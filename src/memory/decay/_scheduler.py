@@ -51,7 +51,6 @@ class DecayScheduler:
         self._next: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._holding = False
 
     # -- the loop --------------------------------------------------------------------------------
     def initialize(self) -> None:
@@ -73,30 +72,19 @@ class DecayScheduler:
         Raises StoreError (the thread counts it and retries later)."""
         if self.due_in() > 0 or self._stop.is_set():
             return None
-        ttl = self.decay.config.lease_ttl_s
-        store = self.decay.store
-        if not store.take_lease(LEASE, self.holder, self.wall(), ttl, self.interval_s * SLACK):
+        try:
+            report = self.decay.run_leased(self.holder, min_interval=self.interval_s * SLACK, wall=self.wall,
+                                           stop=self._stop.is_set)
+        except BaseException:
+            self._next = self.clock() + min(RETRY_S, self.interval_s)  # a failed run is due again soon
+            raise
+        if report is None:
             self._next = self.clock() + self._wait_after_loss()
             return None
-        self._holding = True
-        started = self.wall()
-        report = None
-        try:
-            report = self.decay.run(now=started, keep_alive=lambda: self._renew(ttl))
-        finally:
-            result = json.dumps(report.summary()) if report is not None else None
-            try:
-                # A failed run records nothing: the lease is free at once and the run due again.
-                store.release_lease(LEASE, self.holder, started if report is not None else None, result)
-            finally:
-                self._holding = False
-                self._next = self.clock() + (self.interval_s if report is not None else min(RETRY_S, self.interval_s))
+        self._next = self.clock() + self.interval_s
         self.runs += 1
         self.last_report = report
         return report
-
-    def _renew(self, ttl: float) -> bool:
-        return bool(self.decay.store.renew_lease(LEASE, self.holder, self.wall(), ttl)) and not self._stop.is_set()
 
     def _wait_after_loss(self) -> float:
         """Until the recorded last run plus an interval; soon if someone holds it without a record."""

@@ -267,9 +267,13 @@ class DecaySql:
                       else hashlib.sha256(str(row.get("obs", "")).encode("utf-8", "surrogatepass")).hexdigest())
             params.append((kind, i, reason, now, digest[:64], zones.get(i), json.dumps(row, ensure_ascii=False), None,
                            file_state))
-        cur.executemany(f"INSERT INTO tombstones (kind, item_id, reason, forgotten_at, digest, zone, payload, "
-                        f"trash_path, file_state) VALUES ({self._marks(9)}) "
-                        f"{self.decay_sql.nothing.format(pk='kind')}", params)
+        # A second forget of one id (it came back by a path that does not drop tombstoned ids) keeps
+        # the newest: the row just deleted is what a restore must bring back. The earlier file, if
+        # any, stays in the trash.
+        ex = self.decay_sql.excluded.format
+        cols = ("reason", "forgotten_at", "digest", "zone", "payload", "trash_path", "file_state")
+        cur.executemany(f"INSERT INTO tombstones (kind, item_id, {', '.join(cols)}) VALUES ({self._marks(9)}) "
+                        f"{self.decay_sql.upsert} {', '.join(f'{c} = {ex(c=c)}' for c in cols)}", params)
         table, col = ("events", "event_id") if kind == KIND_EVENT else ("knowledge", q)
         for chunk in chunks(ids):
             marks = self._marks(len(chunk))
