@@ -191,5 +191,6 @@ from . import _demo  # noqa: E402,F401  (registers `demo`)
 from . import _vault_cmds  # noqa: E402,F401  (registers `vault`)
 from . import _recall_cmds  # noqa: E402,F401  (registers `recall` and `reindex`)
 from . import _logs_cmds  # noqa: E402,F401  (registers `logs`)
+from . import _decay_cmds  # noqa: E402,F401  (registers `decay`, `forget` and `restore`)
 
 __all__ = ["main"]
