@@ -33,8 +33,14 @@ from pathlib import PurePath
 from typing import Any
 
 EVENT, TURN, FINISH = 1, 2, 3
+#: A graph edge (``service.graph``): ``(record_id, src, dst, type, weight, at)``. The record id
+#: gives every edge record its own identity in the retry list and the dead-letter file (many
+#: edges share a source). ``dst`` and ``type`` None make it a removal of every edge of ``src``.
+EDGE = 4
+KIND_NAMES = {EVENT: "event", TURN: "turn", FINISH: "finish", EDGE: "edge"}
 STATUS_RUNNING, STATUS_OK, STATUS_ERROR = "running", "ok", "error"
 MAX_KEY_LEN = 255
+MAX_EDGE_TYPE_LEN = 32  # graph_edges.type is VARCHAR(32)
 
 
 def _default(obj: Any) -> Any:
@@ -156,6 +162,31 @@ def to_key(value: Any) -> str:
     return text
 
 
+def to_edge_type(value: Any) -> str:
+    """An edge type as text that fits its column: longer ones keep a prefix plus a hash (distinct
+    types stay distinct). An empty type stays empty (the store refuses it: a dead letter)."""
+    text = to_key(value)
+    if len(text) > MAX_EDGE_TYPE_LEN:
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+        text = f"{text[:MAX_EDGE_TYPE_LEN - 13]}~{digest}"
+    return text
+
+
+def to_weight(value: Any) -> float:
+    """An edge weight as a float: numbers and numeric text as they are, infinities clamped to the
+    largest finite float; anything else (NaN, None, text) becomes NaN, which the store refuses —
+    the edge then dead-letters with that reason instead of failing the caller."""
+    try:
+        f = float(value.value if isinstance(value, enum.Enum) else value)
+    except (TypeError, ValueError, OverflowError):
+        return math.nan
+    except Exception:  # noqa: BLE001 - a hostile __float__
+        return math.nan
+    if math.isinf(f):
+        return math.copysign(1.7976931348623157e308, f)
+    return f
+
+
 def to_status(status: Any, error: Any) -> tuple[str, str | None]:
     """Normalize a finish status to ``ok``/``error``; an unknown status counts as an error."""
     raw = getattr(status, "value", status)
@@ -241,6 +272,27 @@ class TurnRecord:
         """This turn with a finish row ``(turn_id, status, error, output_id, finished_at)`` applied."""
         return dataclasses.replace(self, status=fin[1], error=fin[2], final_output_obs_id=fin[3],
                                    finished_at=fin[4])
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Edge:
+    """One typed, weighted edge of the graph (``service.graph``). Times are epoch seconds:
+    ``created_at`` when the edge was first asserted, ``updated_at`` when its weight last was."""
+
+    src: str
+    dst: str
+    type: str
+    weight: float
+    created_at: float
+    updated_at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def edge_from_row(row: Any) -> Edge:
+    """From a store row ``(src, dst, type, weight, created_at, updated_at)``."""
+    return Edge(row[0], row[1], row[2], float(row[3]), float(row[4]), float(row[5]))
 
 
 def event_from_row(row: Any) -> EventRecord:

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import StoreError
-from .._records import EVENT, FINISH, TURN
+from .._records import EDGE, EVENT, FINISH, KIND_NAMES, TURN
 from ..store import Store
-from ._deadletter import KIND_NAMES, DeadLetter, record_key
+from ._deadletter import DeadLetter, record_key
+from ._item import Item  # noqa: F401 - registers the edge record kind with the journal and dead letters
 from ._journal import DEAD_LETTER_FILE, QUARANTINE_DIR
 from ._slot import LOCK_FILE, SlotState
 from ._segments import parse_segment_name
@@ -77,8 +78,9 @@ def requeue(root: Path, store: Store) -> dict[str, int]:
         kind = entry["kind"]
         key = record_key(kind, row)
         try:
-            missing = store.write_batch([row] if kind == EVENT else [], [row] if kind == TURN else [],
-                                        [row] if kind == FINISH else [])
+            missing = store.write_batch(  # type: ignore[call-arg]
+                [row] if kind == EVENT else [], [row] if kind == TURN else [], [row] if kind == FINISH else [],
+                edges=[row] if kind == EDGE else [])
             if missing:
                 raise StoreError("turn not found")
             done.add(key)
@@ -116,5 +118,8 @@ def purge(root: Path) -> int:
 
 def describe(entry: dict[str, Any]) -> str:
     row = entry.get("row") or ["?"]
-    return f"{KIND_NAMES.get(entry.get('kind'), '?')} {row[0]}: {entry.get('reason')} " \
+    what = str(row[0])
+    if entry.get("kind") == EDGE and len(row) >= 4:  # the record id says nothing: show the edge
+        what = f"{row[1]} -[{row[3]}]-> {row[2]}" if row[2] is not None else f"remove {row[1]}"
+    return f"{KIND_NAMES.get(entry.get('kind'), '?')} {what}: {entry.get('reason')} " \
            f"after {entry.get('attempts')} attempts — {entry.get('last_error')}"

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from .._config import FailureQueueConfig
 from .._errors import StoreRejected, StoreUnavailable
-from .._records import EVENT, FINISH, TURN
+from .._records import EDGE, EVENT, FINISH, TURN
 from ..store import Store
 from ._accounting import Ledger
 from ._deadletter import DeadLetter
@@ -53,8 +53,12 @@ class BatchWriter:
         events = [it.row for it in items if it.kind == EVENT]
         turns = [it.row for it in items if it.kind == TURN]
         fins = [it for it in items if it.kind == FINISH]
+        # Edges in journal order (an item's removal must follow the additions made before it).
+        edges = [it.row for it in items if it.kind == EDGE]
         try:
-            missing = self.store.write_batch(events, turns, [it.row for it in fins])
+            # ``edges`` is SqlStore's keyword (the abstract Store does not declare it yet).
+            missing = self.store.write_batch(events, turns, [it.row for it in fins],  # type: ignore[call-arg]
+                                             edges=edges)
         except StoreUnavailable as exc:
             return "transient", exc, []
         except StoreRejected as exc:

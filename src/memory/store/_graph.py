@@ -128,6 +128,34 @@ def edge_problem(row: Sequence[Any]) -> str | None:
     return None
 
 
+@dataclasses.dataclass(frozen=True)
+class GraphWrites:
+    """What the store writes to the graph on its own (set from ``graph:`` by the service).
+
+    ``enabled`` False: no automatic edges at all (edge records already journaled still apply).
+    ``turn_edges``: a turn's ``input`` and ``output`` edges, in the transaction of the turn / finish
+    rows. ``link_edges``: a note's ``links_to`` edges, in the transaction of its row.
+    """
+
+    enabled: bool = True
+    max_edges_per_item: int | None = 20
+    turn_edges: bool = True
+    link_edges: bool = True
+
+
+INPUT, OUTPUT, LINKS_TO = "input", "output", "links_to"
+#: ``(dst, weight, at)`` wanted for one source (see ``replace_out_edges``).
+Wanted = tuple[str, float, float]
+
+
+def _finite(value: Any, default: float) -> float:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return default
+    return f if math.isfinite(f) else default
+
+
 def _check_cap(max_edges_per_item: int | None) -> None:
     if max_edges_per_item is not None and (isinstance(max_edges_per_item, bool)
                                            or not isinstance(max_edges_per_item, int) or max_edges_per_item < 1):
@@ -144,6 +172,8 @@ class GraphSql:
 
     param: str
     dialect: str
+    #: The automatic edges this store writes; the service replaces it with ``graph:``'s settings.
+    graph_writes: GraphWrites = GraphWrites()
 
     @property
     def graph_sql(self) -> GraphStatements:
@@ -203,12 +233,8 @@ class GraphSql:
 
     def remove_item(self, item_id: str) -> int:
         """Delete every edge from or to ``item_id`` (one transaction). Returns how many."""
-        p = self.param
         with self._errors(), self._raw_write() as cur:  # type: ignore[attr-defined]
-            cur.execute(f"DELETE FROM graph_edges WHERE src = {p}", (item_id,))
-            removed = max(0, int(cur.rowcount))
-            cur.execute(f"DELETE FROM graph_edges WHERE dst = {p}", (item_id,))  # a self-loop is gone already
-            return removed + max(0, int(cur.rowcount))
+            return self._remove(cur, item_id)
 
     def rename_item(self, old: str, new: str, max_edges_per_item: int | None = None) -> int:
         """Give ``old``'s edges (both directions, self-loops included) to ``new``, in one transaction.
@@ -224,14 +250,98 @@ class GraphSql:
             raise StoreRejected(problem.replace("edge src", "old id").replace("edge dst", "new id"))
         if old == new:
             return 0
-        p = self.param
         with self._errors(), self._raw_write() as cur:  # type: ignore[attr-defined]
-            cur.execute(self.graph_sql.rename, (old, new, old, new, old, old))
-            cur.execute(f"DELETE FROM graph_edges WHERE src = {p} OR dst = {p}", (old, old))
-            moved = max(0, int(cur.rowcount))
-            if max_edges_per_item is not None:
-                self._evict(cur, [new], max_edges_per_item)
-            return moved
+            return self._rename(cur, old, new, max_edges_per_item)
+
+    # -- the write path's edges (inside the caller's transaction) --------------------------------------
+    def apply_edge_records(self, cur: Any, records: Sequence[Sequence[Any]]) -> None:
+        """Journaled edge records ``(record_id, src, dst, type, weight, at)`` in journal order.
+
+        Consecutive additions go to ``upsert_edges`` together; a removal (``dst`` and ``type``
+        None) deletes every edge from or to ``src`` after the additions before it. Raises
+        StoreRejected for an unacceptable record (the writer isolates it and dead-letters it).
+        """
+        run: list[tuple[Any, ...]] = []
+        cap = self.graph_writes.max_edges_per_item
+        for r in records:
+            if len(r) != 6:
+                raise StoreRejected(f"an edge record has 6 fields, found {len(r)}")
+            if r[2] is None and r[3] is None:
+                problem = edge_problem((r[1], "-", "-", 0.0))
+                if problem is not None:
+                    raise StoreRejected(problem)
+                self.upsert_edges(cur, run, cap)
+                run = []
+                self._remove(cur, r[1])
+            else:
+                run.append((r[1], r[2], r[3], r[4], r[5]))
+        self.upsert_edges(cur, run, cap)
+
+    def turn_input_edges(self, cur: Any, turns: Sequence[Sequence[Any]]) -> None:
+        """``turn -> input_event_id`` (``input``) for turn rows that name an input. A replay adds
+        nothing new (same edge, same time). An input id no edge can hold is skipped, never a reason
+        to refuse the turn."""
+        gw = self.graph_writes
+        if not (gw.enabled and gw.turn_edges):
+            return
+        rows = [(t[0], t[2], INPUT, 1.0, _finite(t[6], time.time())) for t in turns if t[2]]
+        self.upsert_edges(cur, [r for r in rows if edge_problem(r) is None], gw.max_edges_per_item)
+
+    def turn_output_edges(self, cur: Any, turn_ids: Sequence[str]) -> None:
+        """After finishes were applied: each turn's ``output`` edge points at the output its stored
+        (winning) finish names, or there is none. Reads what the finishes left, so the order in
+        which finishes arrived cannot matter (the same rule as the turn row)."""
+        gw = self.graph_writes
+        if not (gw.enabled and gw.turn_edges) or not turn_ids:
+            return
+        wanted: dict[str, list[Wanted]] = {}
+        for i in range(0, len(turn_ids), _CHUNK):
+            chunk = list(turn_ids[i:i + _CHUNK])
+            cur.execute(f"SELECT turn_id, final_output_obs_id, finished_at FROM turns WHERE turn_id IN "
+                        f"({', '.join([self.param] * len(chunk))})", chunk)
+            for turn_id, out, finished_at in cur.fetchall():
+                ok = out and edge_problem((turn_id, out, OUTPUT, 1.0)) is None
+                wanted[turn_id] = [(out, 1.0, _finite(finished_at, time.time()))] if ok else []
+        self.replace_out_edges(cur, OUTPUT, wanted)
+
+    def replace_out_edges(self, cur: Any, kind: str, wanted: dict[str, list[Wanted]]) -> None:
+        """Make each source's outgoing ``kind`` edges exactly ``wanted[src]``: the others go, the
+        missing ones are added (an edge already there keeps its weight and times: a re-sync or a
+        replay changes nothing). One read per 500 sources; deletes only where something changed."""
+        if not wanted:
+            return
+        sources = sorted(wanted)
+        have: dict[str, set[str]] = {}
+        for i in range(0, len(sources), _CHUNK):
+            chunk = sources[i:i + _CHUNK]
+            cur.execute(f"SELECT src, dst FROM graph_edges WHERE type = {self.param} AND src IN "
+                        f"({', '.join([self.param] * len(chunk))})", [kind, *chunk])
+            for src, dst in cur.fetchall():
+                have.setdefault(src, set()).add(dst)
+        stale = [(src, dst, kind) for src in sources for dst in sorted(have.get(src, ()))
+                 if dst not in {w[0] for w in wanted[src]}]
+        if stale:
+            p = self.param
+            cur.executemany(f"DELETE FROM graph_edges WHERE src = {p} AND dst = {p} AND type = {p}", stale)
+        add = [(src, dst, kind, weight, at) for src in sources for dst, weight, at in wanted[src]
+               if dst not in have.get(src, ())]
+        self.upsert_edges(cur, add, self.graph_writes.max_edges_per_item)
+
+    def _remove(self, cur: Any, item_id: str) -> int:
+        p = self.param
+        cur.execute(f"DELETE FROM graph_edges WHERE src = {p}", (item_id,))
+        removed = max(0, int(cur.rowcount))
+        cur.execute(f"DELETE FROM graph_edges WHERE dst = {p}", (item_id,))  # a self-loop is gone already
+        return removed + max(0, int(cur.rowcount))
+
+    def _rename(self, cur: Any, old: str, new: str, max_edges_per_item: int | None) -> int:
+        p = self.param
+        cur.execute(self.graph_sql.rename, (old, new, old, new, old, old))
+        cur.execute(f"DELETE FROM graph_edges WHERE src = {p} OR dst = {p}", (old, old))
+        moved = max(0, int(cur.rowcount))
+        if max_edges_per_item is not None:
+            self._evict(cur, [new], max_edges_per_item)
+        return moved
 
     # -- reads ---------------------------------------------------------------------------------------
     def _type_filter(self, types: Sequence[str] | None, alias: str = "") -> tuple[str, list[str]]:
@@ -305,5 +415,5 @@ class GraphSql:
         return int(self._fetch("SELECT COUNT(*) FROM graph_edges", ())[0][0])  # type: ignore[attr-defined]
 
 
-__all__ = ["DIRECTIONS", "EDGE_COLS", "MAX_ID", "MAX_TYPE", "MYSQL", "SQLITE", "EdgeRow", "GraphSql",
-           "GraphStatements", "edge_problem"]
+__all__ = ["DIRECTIONS", "EDGE_COLS", "INPUT", "LINKS_TO", "MAX_ID", "MAX_TYPE", "MYSQL", "OUTPUT", "SQLITE",
+           "EdgeRow", "GraphSql", "GraphStatements", "GraphWrites", "Wanted", "edge_problem"]

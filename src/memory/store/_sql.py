@@ -12,6 +12,7 @@ import dataclasses
 import gc
 import logging
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from .._config import DatabaseConfig, redact
 from .._errors import StoreError, StoreRejected, StoreUnavailable, exception_chain
 from ._base import Row, Store
 from ._models import is_dialect_object
-from ._graph import GraphSql
+from ._graph import LINKS_TO, GraphSql, edge_problem
 from ._recall import KIND_EVENT, KIND_NOTE, RecallSql
 
 log = logging.getLogger("memory.store")
@@ -346,19 +347,31 @@ class SqlStore(RecallSql, GraphSql, Store):
         return self._head_revision
 
     # -- writes ----------------------------------------------------------------------------------
-    def write_batch(self, events: Sequence[Row], turns: Sequence[Row], finishes: Sequence[Row]) -> list[int]:
+    def write_batch(self, events: Sequence[Row], turns: Sequence[Row], finishes: Sequence[Row], *,
+                    edges: Sequence[Row] = ()) -> list[int]:
+        """See :meth:`Store.write_batch`; also, in the same transaction, the graph's edges:
+
+        * ``edges``: journaled edge records ``(record_id, src, dst, type, weight, at)``, applied in
+          order after the inserts (see ``GraphSql.apply_edge_records``);
+        * automatic edges (``graph_writes``): ``turn -> input`` for inserted turns, and each
+          finished turn's ``output`` edge following its stored (winning) finish.
+        """
         with self._errors(), self._raw_write() as cur:
             if events:
                 cur.executemany(self.insert_event_sql, events)
                 self.queue_for_index(cur, KIND_EVENT, [e[0] for e in events])
             if turns:
                 cur.executemany(self.insert_turn_sql, turns)
+                self.turn_input_edges(cur, turns)
+            if edges:
+                self.apply_edge_records(cur, edges)
             if not finishes:
                 return []
             # In primary-key order: two processes finishing overlapping turns then lock rows in
             # the same order, which keeps InnoDB from picking one of them as a deadlock victim.
             winners = sorted(latest_finishes(finishes), key=lambda f: f[0])
             matched = sum(self._apply_finishes(cur, chunk) for chunk in finish_chunks(winners, self.finish_chunk_rows))
+            self.turn_output_edges(cur, [w[0] for w in winners])
             if matched == len(winners):
                 return []
             # Fewer rows matched than turns finished: either a turn is absent (the finish waits for
@@ -447,22 +460,48 @@ class SqlStore(RecallSql, GraphSql, Store):
     def upsert_sql(self, table: str) -> str:
         raise NotImplementedError
 
-    def upsert_notes(self, table: str, rows: Sequence[Row]) -> None:
-        """Insert or replace vault rows (``NOTE_COLS[table]`` order), all in one transaction."""
+    def upsert_notes(self, table: str, rows: Sequence[Row], links: Mapping[str, Sequence[str]] | None = None) -> None:
+        """Insert or replace vault rows (``NOTE_COLS[table]`` order), all in one transaction.
+
+        ``links``: knowledge key -> the knowledge keys its body links to now; in the same
+        transaction each such note's ``links_to`` edges become exactly that set (when the graph's
+        ``link_edges`` are on).
+        """
         if not rows:
             return
         with self._errors(), self._raw_write() as cur:
             cur.executemany(self.upsert_sql(table), list(rows))
             if table == "knowledge":
                 self.queue_for_index(cur, KIND_NOTE, [r[0] for r in rows])
+                gw = self.graph_writes
+                if links is not None and gw.enabled and gw.link_edges:
+                    at = time.time()
+                    self.replace_out_edges(cur, LINKS_TO, {
+                        key: [(dst, 1.0, at) for dst in dict.fromkeys(targets)
+                              if dst != key and edge_problem((key, dst, LINKS_TO, 1.0)) is None]
+                        for key, targets in links.items()})
 
-    def delete_notes(self, table: str, keys: Sequence[str]) -> None:
-        if not keys:
+    def delete_notes(self, table: str, keys: Sequence[str], *, forget_edges: bool = False,
+                     renames: Sequence[tuple[str, str]] = ()) -> None:
+        """Delete vault rows in one transaction. For knowledge notes, in that transaction:
+        ``renames`` ``(old key, new key)`` first give a moved note's edges to its new key, then
+        ``forget_edges`` removes every edge from or to a deleted key (a note the vault lost, not a
+        rebuild of the rows)."""
+        if not keys and not renames:
             return
         with self._errors(), self._raw_write() as cur:
+            if table == "knowledge" and self.graph_writes.enabled:
+                for old, new in renames:
+                    if edge_problem((old, new, LINKS_TO, 1.0)) is None:
+                        self._rename(cur, old, new, self.graph_writes.max_edges_per_item)
+            if not keys:
+                return
             cur.executemany(f"DELETE FROM {table} WHERE {self.quote('key')}={self.param}", [(k,) for k in keys])
             if table == "knowledge":
                 self.queue_for_index(cur, KIND_NOTE, list(keys))
+                if forget_edges and self.graph_writes.enabled:
+                    for key in keys:
+                        self._remove(cur, key)
 
     def note_digests(self, table: str) -> dict[str, tuple[str, str]]:
         """key -> (digest, path) of every row: what the database believes the vault holds."""
