@@ -5,14 +5,14 @@ once, a background writer drains them into SQLite or MySQL, and nothing is lost 
 crashes. See the README for the full contract.
 """
 
-from ._config import (Config, DatabaseConfig, FailureQueueConfig, LoggingConfig, RecallConfig, VaultConfig,
-                      load_config, mask_dsn)
+from ._config import (Config, DatabaseConfig, FailureQueueConfig, GraphBoostConfig, GraphConfig, LoggingConfig,
+                      RecallConfig, VaultConfig, load_config, mask_dsn)
 from ._disabled import DisabledMemoryService
 from ._errors import (ConfigError, InvalidKeyError, MemoryServiceError, StoreError, StoreRejected,
                       StoreUnavailable)
 from ._ids import IdGenerator
-from ._protocol import MemoryAPI
-from ._records import EventRecord, TurnRecord
+from ._protocol import GraphAPI, MemoryAPI
+from ._records import Edge, EventRecord, TurnRecord
 from ._service import MemoryService
 from .index import Hit, Why
 from .vault import Note, SyncReport
@@ -24,8 +24,12 @@ __all__ = [
     "ConfigError",
     "DatabaseConfig",
     "DisabledMemoryService",
+    "Edge",
     "EventRecord",
     "FailureQueueConfig",
+    "GraphAPI",
+    "GraphBoostConfig",
+    "GraphConfig",
     "Hit",
     "IdGenerator",
     "InvalidKeyError",

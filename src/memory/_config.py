@@ -19,6 +19,8 @@ Loading happens once; everything downstream receives typed objects and never re-
   free-form ``vector:`` section is still accepted and kept as :attr:`Config.vector` (the reindex
   tool reads it); a non-empty one is reported as replaced by ``recall:``.
 * ``audit:`` (the JSONL audit log of recalls, forgets, outages, ...) becomes :class:`AuditConfig`.
+* ``graph:`` (typed edges between items, ``service.graph``) becomes :class:`GraphConfig`; the
+  recall boost by graph neighbours is ``recall.graph_boost`` (:class:`GraphBoostConfig`).
 """
 
 from __future__ import annotations
@@ -127,6 +129,32 @@ class LoggingConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class GraphBoostConfig:
+    """``recall.graph_boost``: neighbours of the ``top`` hits within ``depth`` hops join the
+    results with ``score × (the hit's score) / distance`` added (see ``memory.index._recall``)."""
+
+    enabled: bool = False
+    depth: int = 1
+    score: float = 0.3
+    top: int = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class GraphConfig:
+    """The ``graph:`` section: typed, weighted edges between items (``service.graph``).
+
+    ``enabled`` False: nothing is written to the graph and ``service.graph`` answers empty.
+    ``turn_edges``: a turn links to its input event (``input``) and its output (``output``);
+    ``link_edges``: a note links to the notes its body links to (``links_to``).
+    """
+
+    enabled: bool = True
+    max_edges_per_item: int = 20
+    turn_edges: bool = True
+    link_edges: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
 class RecallConfig:
     """The ``recall:`` section: hybrid keyword + vector search over notes and events.
 
@@ -152,6 +180,7 @@ class RecallConfig:
     indexer_batch_size: int = 256
     indexer_interval_ms: int = 500
     embedder_threads: int = 0  # minilm: torch's CPU threads (process-wide); 0 leaves torch's default
+    graph_boost: GraphBoostConfig = GraphBoostConfig()
 
     def fusion_params(self) -> FusionParams:
         """The weights fusion uses. Raises ``ValueError`` only for a hand-built, invalid instance."""
@@ -194,7 +223,7 @@ class Config:
     failure_queue: FailureQueueConfig
     logging: LoggingConfig
     vector: Mapping[str, Any]
-    graph: Mapping[str, Any]
+    graph: GraphConfig
     decay: Mapping[str, Any]
     health: Mapping[str, Any]
     # A default, so a Config built by hand (tests, embedding applications) needs no recall section.
@@ -202,6 +231,11 @@ class Config:
     audit: AuditConfig = dataclasses.field(default_factory=AuditConfig)
     source: str = "<mapping>"
     warnings: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # A Config built by hand may still pass the old free mapping (``graph={}``): its defaults.
+        if not isinstance(self.graph, GraphConfig):
+            object.__setattr__(self, "graph", GraphConfig(**dict(self.graph or {})))
 
 
 def is_secret_param(name: str) -> bool:
@@ -270,6 +304,7 @@ class _Reader:
             self.fail("", "a mapping", data)
         self.data: Mapping[str, Any] = data
         self.used: set[str] = set()
+        self.nested_unknown: list[str] = []  # unknown keys of sub-sections read through this one
 
     def fail(self, key: str, expected: str, found: Any, detail: str = "") -> NoReturn:
         path = f"{self.section}.{key}" if key else self.section
@@ -347,7 +382,7 @@ class _Reader:
         return _resolve(base, self.str(key, default))
 
     def unknown(self) -> list[str]:
-        return [f"{self.section}.{k}" for k in self.data if k not in self.used]
+        return [f"{self.section}.{k}" for k in self.data if k not in self.used] + self.nested_unknown
 
 
 def _num(x: float) -> str:
@@ -526,7 +561,21 @@ def _recall(r: _Reader) -> RecallConfig:
         head_weight=r.int("head_weight", 3, 1, 10), max_fresh=r.int("max_fresh", 500, 0, 100_000),
         indexer_batch_size=r.int("indexer_batch_size", 256, 1, 100_000),
         indexer_interval_ms=r.int("indexer_interval_ms", 500, 10, 3_600_000),
-        embedder_threads=r.int("embedder_threads", 0, 0, 256))
+        embedder_threads=r.int("embedder_threads", 0, 0, 256), graph_boost=_graph_boost(r))
+
+
+def _graph_boost(r: _Reader) -> GraphBoostConfig:
+    b = _Reader(r.source, f"{r.section}.graph_boost", r.raw("graph_boost", {}))
+    boost = GraphBoostConfig(enabled=b.bool("enabled", False), depth=b.int("depth", 1, 1, 5),
+                             score=b.number("score", 0.3, 0.0, 100.0), top=b.int("top", 5, 1, 100))
+    r.nested_unknown += b.unknown()
+    return boost
+
+
+def _graph(r: _Reader) -> GraphConfig:
+    return GraphConfig(enabled=r.bool("enabled", True),
+                       max_edges_per_item=r.int("max_edges_per_item", 20, 1, 100_000),
+                       turn_edges=r.bool("turn_edges", True), link_edges=r.bool("link_edges", True))
 
 
 def _audit(r: _Reader, base: Path) -> AuditConfig:
@@ -572,9 +621,10 @@ def parse_config(data: Any, *, source: str = "<mapping>", base_dir: Path | None 
     except ValueError as exc:  # the reader's bounds match FusionParams; this guards their drift
         raise ConfigError(f"{source}: {exc}", source=source, key="recall") from None
     audit = _audit(readers["audit"], base)
-    free = {name: dict(readers[name].data) for name in ("vector", "graph", "decay", "health")}
+    graph = _graph(readers["graph"])
+    free = {name: dict(readers[name].data) for name in ("vector", "decay", "health")}
     unknown = [k for k in data if k not in _SECTIONS]
-    for name in ("database", "vault", "recall", "failure_queue", "logging", "audit"):
+    for name in ("database", "vault", "recall", "failure_queue", "logging", "audit", "graph"):
         unknown += readers[name].unknown()
     if unknown:
         log.warning("%s: unknown config keys ignored (typo?): %s", source, ", ".join(map(str, unknown)))
@@ -585,7 +635,7 @@ def parse_config(data: Any, *, source: str = "<mapping>", base_dir: Path | None 
         log.warning("%s: the vector: section is replaced by recall: (see config/memory.yaml); recall does "
                     "not read its keys (%s)", source, ", ".join(map(str, free["vector"])))
     return Config(database=database, vault=vault, failure_queue=fq, logging=logging_cfg, recall=recall,
-                  audit=audit, source=source, warnings=tuple(map(str, unknown + replaced)), **free)
+                  audit=audit, graph=graph, source=source, warnings=tuple(map(str, unknown + replaced)), **free)
 
 
 def load_config(path_or_mapping: str | os.PathLike[str] | Mapping[str, Any]) -> Config:

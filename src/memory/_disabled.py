@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from ._ids import IdGenerator
-from ._records import EventRecord, TurnRecord, to_key
+from ._records import Edge, EventRecord, TurnRecord, to_edge_type, to_key, to_weight
 from .index import Hit
 from .index._fusion import parse_kinds
 from .vault import Note, SyncReport
@@ -28,6 +29,30 @@ def disabled_by_env() -> bool:
     return os.environ.get(ENV, "1").strip().lower() in ("0", "false", "no", "off", "disabled")
 
 
+class DisabledGraph:
+    """``graph`` of the disabled service: writes hand back the edge and store nothing; reads are
+    empty (the same ``ValueError`` for an invalid direction as the real one)."""
+
+    def add_edge(self, src: Any, dst: Any, type: Any = "related_to", weight: Any = 1.0) -> Edge:  # noqa: A002
+        at = time.time()
+        return Edge(to_key(src), to_key(dst), to_edge_type(type), to_weight(weight), at, at)
+
+    def remove_item(self, item_id: Any) -> None:
+        return None
+
+    def edges(self, item_id: Any, direction: str = "out", types: Sequence[str] | None = None) -> list[Edge]:
+        if direction not in ("out", "in", "both"):
+            raise ValueError(f"direction: expected one of out, in, both, found {direction!r}")
+        return []
+
+    def related(self, item_id: Any, depth: int = 1, types: Sequence[str] | None = None,
+                limit: int = 100) -> list[tuple[str, int]]:
+        return []
+
+    def count(self) -> int:
+        return 0
+
+
 class DisabledMemoryService:
     """Memory switched off: every call answers at once, nothing is stored."""
 
@@ -36,6 +61,7 @@ class DisabledMemoryService:
     def __init__(self, reason: str = f"{ENV}=0") -> None:
         self._ids = IdGenerator()
         self.reason = reason
+        self.graph = DisabledGraph()
 
     def __enter__(self) -> DisabledMemoryService:
         return self

@@ -20,18 +20,50 @@ service, it does not build one through this interface.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from ._records import EventRecord, TurnRecord
+from ._records import Edge, EventRecord, TurnRecord
 from .index import Hit
 from .vault import Note, SyncReport
 
-__all__ = ["MemoryAPI"]
+__all__ = ["GraphAPI", "MemoryAPI"]
+
+
+@runtime_checkable
+class GraphAPI(Protocol):
+    """``memory.graph``: typed, weighted edges between items (event ids, turn ids, knowledge keys).
+    Writes never raise; reads never raise except ``ValueError`` for a clearly invalid argument.
+    Disabled (the kill switch, or ``graph.enabled: false``): writes do nothing, reads are empty."""
+
+    def add_edge(self, src: Any, dst: Any, type: Any = "related_to", weight: Any = 1.0) -> Edge:  # noqa: A002
+        """Add or re-weigh ``src -[type]-> dst`` (journaled; durable once it returns)."""
+        ...
+
+    def remove_item(self, item_id: Any) -> None:
+        """Remove every edge from or to ``item_id`` (journaled)."""
+        ...
+
+    def edges(self, item_id: Any, direction: str = "out", types: Sequence[str] | None = None) -> list[Edge]:
+        """Edges of ``item_id`` (``out``, ``in`` or ``both``), highest weight first."""
+        ...
+
+    def related(self, item_id: Any, depth: int = 1, types: Sequence[str] | None = None,
+                limit: int = 100) -> list[tuple[str, int]]:
+        """``(id, distance)`` of the items within ``depth`` hops, nearest first."""
+        ...
+
+    def count(self) -> int:
+        """Number of edges stored."""
+        ...
 
 
 @runtime_checkable
 class MemoryAPI(Protocol):
     """Every public method of the memory service. See the module docstring for the rules."""
+
+    #: The graph plug-in (``service.graph.add_edge(...)``); see :class:`GraphAPI`.
+    graph: GraphAPI
 
     # -- context manager -------------------------------------------------------------------------
     def __enter__(self) -> MemoryAPI:

@@ -25,6 +25,7 @@ from . import _forking
 from ._config import Config, load_config
 from ._disabled import DisabledMemoryService, disabled_by_env
 from ._errors import StoreError
+from ._graph_module import GraphModule
 from ._ids import IdGenerator
 from ._records import (EVENT, FINISH, STATUS_RUNNING, TURN, EventRecord, TurnRecord, event_from_row, to_json,
                        to_key, to_status, turn_from_row)
@@ -89,12 +90,18 @@ class MemoryService:
         self.store: SqlStore = create_store(config.database)
         self.queue = WriteQueue(config.failure_queue, self.store, clock=self._clock,
                                 warn_interval=config.logging.warn_interval_s)
+        # Before any thread starts: it tells the store which automatic edges to write.
+        self.graph = GraphModule(config.graph, self.store, submit=self.queue.submit,
+                                 pending=self.queue.pending_items, ids=self._ids, online=self._online,
+                                 warn=lambda key, msg: self._warn.warning(key, "%s", msg))
         self.vault = Vault(config.vault, self.store)
         self._watcher = VaultWatcher(self.vault, config.vault.debounce_ms / 1000, prepare=self.store.initialize)
         self.recall_index = RecallModule(
             config.recall, self.store, pending_events=self._pending_event_rows, online=self._online,
             offline_notes=self.vault.list_knowledge, ready=lambda: bool(self.queue.initialized),
             warn=lambda key, msg: self._warn.warning(key, "%s", msg))
+        if self.recall_index.query is not None and config.graph.enabled:
+            self.recall_index.query.neighbours = self.graph.neighbours  # recall.graph_boost's walk
         # Threads start only once every part exists: nothing is left running if a part fails.
         if self._start_writer:
             self.queue.start()
@@ -133,6 +140,7 @@ class MemoryService:
         self.vault = _Rebuild(self, "vault")  # type: ignore[assignment]
         self._watcher = _Rebuild(self, "_watcher")  # type: ignore[assignment]
         self.recall_index = _Rebuild(self, "recall_index")  # type: ignore[assignment]
+        self.graph = _Rebuild(self, "graph")  # type: ignore[assignment]
 
     def _rebuild_after_fork(self) -> None:
         with self._fork_lock:
@@ -404,13 +412,15 @@ class MemoryService:
         vault_report = self.vault.report()
         schema_ready = bool(self.queue.initialized)
         index_report, index_problems = self.recall_index.health()
+        graph_report, graph_problems = self.graph.health()
         verdict = assess(HealthFacts(
             closed=self._closed, reachable=reachable, schema_ready=schema_ready,
             pending_disk=int(q.get("pending_disk", 0)), dropped=dict(q.get("dropped") or {}),
             quarantined=int(q.get("quarantined", 0)), conflicts=len(conflicts),
             journal_problem=(q.get("journal_problem") or "memory only") if q.get("journal") == "memory-only" else None,
             unreadable_folders=len(vault_report["unreadable_folders"]),
-            notes_not_in_database=len(vault_report["not_in_database"]), plugin_problems=index_problems))
+            notes_not_in_database=len(vault_report["not_in_database"]),
+            plugin_problems=index_problems + graph_problems))
         error = probe.error if probe is not None else (q.get("last_error") or None)
         return {
             "status": verdict.status,
@@ -427,4 +437,5 @@ class MemoryService:
                       "not_in_database": vault_report["not_in_database"],
                       "watching": self._watcher.observer is not None and not self._closed},
             "index": index_report,
+            "graph": graph_report,
         }
