@@ -59,6 +59,9 @@ class Parsed:
     headings: tuple[str, ...]
     links: tuple[str, ...]
     invalid: str | None = None
+    #: Every link as written, for the graph: ``("wiki", target)`` (before ``|``/``#``) or
+    #: ``("file", href)``; resolved to knowledge keys by :func:`memory.vault._links.link_targets`.
+    refs: tuple[tuple[str, str], ...] = ()
 
 
 MAX_DEPTH = 32  # nesting levels of front matter: generous for metadata, far from the stack limit
@@ -168,6 +171,7 @@ def parse(text: str, rel_path: str) -> Parsed:
     headings: list[str] = []
     tags: list[str] = _tags_from(meta)
     links: list[str] = []
+    refs: list[tuple[str, str]] = []
     folder = posixpath.dirname(rel_path)
     in_heading = False
     for tok in tokens:
@@ -183,11 +187,14 @@ def parse(text: str, rel_path: str) -> Parsed:
             headings.append(tok.content.strip())
         for child in tok.children or ():
             if child.type == "text":
-                links += [m.group(1).strip() for m in _WIKI.finditer(child.content)]
+                wiki = [m.group(1).strip() for m in _WIKI.finditer(child.content)]
+                links += wiki
+                refs += [("wiki", w) for w in wiki]
                 if not in_heading:
                     tags += _TAG.findall(child.content)
             elif child.type == "link_open":
                 href = str(child.attrGet("href") or "")
+                refs.append(("file", href))
                 target = href.split("#", 1)[0]
                 if target.endswith(".md") and "://" not in target and not target.startswith("/"):
                     links.append(posixpath.normpath(posixpath.join(folder, target)))
@@ -197,7 +204,8 @@ def parse(text: str, rel_path: str) -> Parsed:
     if title is None:
         title = headings[0] if headings else posixpath.splitext(posixpath.basename(rel_path))[0]
     return Parsed(title=str(title), body=body, metadata=meta, tags=tuple(dict.fromkeys(tags)),
-                  headings=tuple(headings), links=tuple(dict.fromkeys(links)), invalid=invalid)
+                  headings=tuple(headings), links=tuple(dict.fromkeys(links)), invalid=invalid,
+                  refs=tuple(dict.fromkeys(refs)))
 
 
 def render(content: str, metadata: dict[str, Any] | None) -> str:

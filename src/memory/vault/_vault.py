@@ -33,6 +33,7 @@ from .._errors import InvalidKeyError, StoreError
 from ..store import SqlStore
 from ._fs import Refused, read_at, read_note, walk, write_root_file
 from ._layout import KNOWLEDGE_DIR, METADATA_FILE, config_path, is_note_path, key_of, knowledge_path, user_key
+from ._links import knowledge_keys, link_targets
 from ._parse import Parsed, parse, render
 from ._plan import FileState, Known, Plan, plan
 from ._scan import Snapshot, digest_of, snapshot
@@ -188,8 +189,10 @@ class Vault:
             self._known.clear()  # the rows are gone: nothing counts as synced any more
             return self.sync(reconcile=False)
 
-    def _note_row(self, rel: str, data: bytes, st: FileState) -> tuple[str, tuple[Any, ...]]:
-        """(table, row) for a note; raises ValueError if the database could not hold it."""
+    def _note_row(self, rel: str, data: bytes, st: FileState,
+                  keys: Iterable[str] = ()) -> tuple[str, tuple[Any, ...], tuple[str, ...]]:
+        """(table, row, the knowledge keys it links to) for a note (``keys``: the knowledge keys
+        that exist, to resolve links by name); raises ValueError if the database could not hold it."""
         text, decode_problem = _decode(data)
         parsed = parse(text, rel)
         problem = "; ".join(p for p in (decode_problem, parsed.invalid) if p)
@@ -203,10 +206,11 @@ class Vault:
         meta = json.dumps(parsed.metadata, ensure_ascii=False) if parsed.metadata else None
         now = time.time()
         if kind == "config":
-            return "configs", (key, rel, parsed.title, parsed.body, meta, st.digest, st.mtime_ns, now)
+            return "configs", (key, rel, parsed.title, parsed.body, meta, st.digest, st.mtime_ns, now), ()
+        targets = link_targets(rel, parsed.refs, keys if isinstance(keys, (set, frozenset)) else set(keys))
         return "knowledge", (key, category, rel, parsed.title, parsed.body, json.dumps(list(parsed.tags)),
                              json.dumps(list(parsed.headings)), json.dumps(list(parsed.links)), meta, st.digest,
-                             st.mtime_ns, now)
+                             st.mtime_ns, now), targets
 
     def _refuse(self, rel: str, why: str) -> None:
         """Record that a readable note is not in the database (searched from its file instead)."""
@@ -217,8 +221,10 @@ class Vault:
         self._not_in_db.add(rel)
         log.warning("vault: %s is not stored in the database: %s", rel, why)
 
-    def _upsert_isolating(self, table: str, items: list[tuple[str, tuple[Any, ...]]]) -> list[tuple[str, str]]:
+    def _upsert_isolating(self, table: str, items: list[tuple[str, tuple[Any, ...]]],
+                          links: dict[str, tuple[str, ...]] | None = None) -> list[tuple[str, str]]:
         """Upsert rows; a batch the database rejects is split until each bad row stands alone.
+        ``links`` (knowledge key -> keys it links to) go with their rows (the graph's edges).
 
         Returns (path, reason) of the rows rejected. Transient errors propagate (the caller
         retries the whole sync later); a connection dropped *because of* a row (MySQL's
@@ -230,7 +236,8 @@ class Vault:
         while pending:
             part = pending.pop()
             try:
-                self.store.upsert_notes(table, [row for _, row in part])
+                part_links = None if links is None else {row[0]: links[row[0]] for _, row in part if row[0] in links}
+                self.store.upsert_notes(table, [row for _, row in part], part_links)
             except StoreError as exc:
                 if exc.transient and not (getattr(exc, "row_suspect", False) and self.store.ping()):
                     raise
@@ -248,17 +255,24 @@ class Vault:
         deletes: dict[str, list[str]] = {"configs": [], "knowledge": []}
         refused: list[tuple[str, str]] = []
         touched = [*the_plan.new, *the_plan.modified, *(new for _, new in the_plan.moved)]
+        keys = knowledge_keys(states)
+        links: dict[str, tuple[str, ...]] = {}
         for rel in touched:
             data = snap.contents.get(rel)
             if data is None:  # every changed file was read by the snapshot; be safe anyway
                 continue
             try:
-                table, row = self._note_row(rel, data, states[rel])
+                table, row, targets = self._note_row(rel, data, states[rel], keys)
             except ValueError as exc:
                 refused.append((rel, str(exc)))
                 continue
             rows[table].append((rel, row))
+            if table == "knowledge":
+                links[row[0]] = targets
         gone = [*the_plan.deleted, *(old for old, new in the_plan.moved if key_of(old) != key_of(new))]
+        # A moved note keeps its edges: they go to its new key before the old row is deleted.
+        renames = [(key_of(old)[1], key_of(new)[1]) for old, new in the_plan.moved
+                   if key_of(old) != key_of(new) and key_of(old)[0] == key_of(new)[0] == "knowledge"]
         for rel in gone:
             kind, key, _ = key_of(rel)
             deletes["configs" if kind == "config" else "knowledge"].append(key)
@@ -269,8 +283,9 @@ class Vault:
         if self.store is not None and (touched or gone):
             try:
                 for table in ("configs", "knowledge"):
-                    self.store.delete_notes(table, deletes[table])
-                    refused += self._upsert_isolating(table, rows[table])
+                    self.store.delete_notes(table, deletes[table], forget_edges=True,
+                                            renames=renames if table == "knowledge" else ())
+                    refused += self._upsert_isolating(table, rows[table], links if table == "knowledge" else None)
             except StoreError as exc:
                 ok = False
                 log.warning("vault sync could not reach the database (%s); will retry", exc)
@@ -467,10 +482,12 @@ class Vault:
         try:
             if self.store is not None:
                 if state is None:
-                    self.store.delete_notes(table, [key])
+                    self.store.delete_notes(table, [key], forget_edges=True)
                 else:
                     try:
-                        refused = self._upsert_isolating(table, [(rel, self._note_row(rel, data or b"", state)[1])])
+                        _, row, targets = self._note_row(rel, data or b"", state, knowledge_keys({*self._known, rel}))
+                        refused = self._upsert_isolating(table, [(rel, row)],
+                                                         {key: targets} if table == "knowledge" else None)
                     except ValueError as exc:
                         refused = [(rel, str(exc))]
         except StoreError as exc:
