@@ -63,7 +63,9 @@ class FusionParams:
 
 @dataclasses.dataclass(frozen=True)
 class Why:
-    """Each component's contribution to a score: ``score == (keyword + vector) * recency * salience``."""
+    """Each component's contribution to a score: ``score == (keyword + vector) * recency * salience
+    + graph``. ``graph`` is the recall boost by graph neighbours (0.0 when off; see
+    ``memory.index._recall``): an item reached only through the graph has no other component."""
 
     keyword_rank: int | None
     keyword: float
@@ -72,6 +74,7 @@ class Why:
     similarity: float | None
     recency: float
     salience: float
+    graph: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -15,6 +15,15 @@ Sources of candidates, all filtered by kind, session and time before ranking:
 
 Ranks are fused by ``fuse`` (RRF × recency × salience). An indexed hit whose source is gone
 (deleted note, forgotten event) is dropped when its text is fetched for the snippet.
+
+**Graph boost** (``recall.graph_boost``, off by default; online only): the items within ``depth``
+hops of the ``top`` fused hits (committed edges, either direction) gain ``score × (that hit's
+score) / distance`` — the best such gain if several hits reach them, shown as ``Why.graph``. An
+item already ranked keeps its score plus the gain; one found only through the graph joins with
+the gain alone, if it is a note or event that exists and passes the query's kinds, session and
+time filters (turns are hops, never results). Relative to the hit's own score, the boost means
+the same on any backend and never lifts a neighbour above the hit that brought it (with ``score``
+< 1). Off, the code path is skipped: results are exactly those without a graph.
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ from ..store._recall import KIND_EVENT, KIND_NOTE
 from ._documents import Document, event_document, note_document
 from ._embed import Embedder, EmbedderUnavailable
 from ._extract import snippet
-from ._fusion import Fused, Hit, Salience, fuse, parse_kinds, parse_time_bound
+from ._fusion import Fused, Hit, Salience, Why, fuse, parse_kinds, parse_time_bound
 from ._mirror import VectorMirror
 from ._text import MAX_QUERY_CHARS, KeywordQuery, index_terms, keyword_query, local_score
 from ._vectors import VectorFilter
@@ -129,6 +138,10 @@ class Recall:
             self.min_similarity = 0.1 if embedder is not None and embedder.name.startswith("hash") else 0.0
         self.offline_answers = 0
         self.last_offline_reason: str | None = None
+        #: The graph's walk for the boost (set by the service when ``graph.enabled``):
+        #: ``(ids, depth, limit) -> {id: [(neighbour, distance), ...]}``; raises StoreError.
+        self.neighbours: Callable[[Sequence[str], int, int], dict[str, list[tuple[str, int]]]] | None = None
+        self.boost_errors = 0
 
     # -- fresh items ---------------------------------------------------------------------------
     def _pending_docs(self, q: Query) -> list[Document]:
@@ -256,7 +269,58 @@ class Recall:
             for key, _ in vec:
                 ts.setdefault(key, mirror.index.ts_of(key))
         fused = fuse(keyword, vec, now=now, ts=ts, params=self.params, salience=self.salience, limit=q.k * 2 + 10)
+        if self.config.graph_boost.enabled and self.neighbours is not None and fused:
+            fused, fresh = self._graph_boost(q, fused, fresh)
         return self._materialize(q, fused, fresh)
+
+    def _graph_boost(self, q: Query, fused: Sequence[Fused],
+                     fresh: dict[Key, Document]) -> tuple[Sequence[Fused], dict[Key, Document]]:
+        """``fused`` with the graph's gains added (see the module docstring) and, for items that
+        join only through the graph, their documents (checked against the query's filters)."""
+        boost = self.config.graph_boost
+        top = list(fused[:boost.top])
+        assert self.neighbours is not None
+        try:
+            walks = self.neighbours([f.id for f in top], boost.depth, q.k * 2 + 10)
+        except StoreError as exc:  # the boost is a bonus: answer without it
+            self.boost_errors += 1
+            log.warning("recall: graph boost skipped: %s", exc)
+            return fused, fresh
+        gains: dict[str, float] = {}
+        for f in top:
+            for node, distance in walks.get(f.id, ()):
+                gain = boost.score * f.score / max(1, distance)
+                if gain > gains.get(node, 0.0):
+                    gains[node] = gain
+        if not gains:
+            return fused, fresh
+        out: list[Fused] = []
+        ranked: set[str] = set()
+        for f in fused:
+            gain = gains.get(f.id, 0.0)
+            ranked.add(f.id)
+            out.append(dataclasses.replace(f, score=f.score + gain, why=dataclasses.replace(f.why, graph=gain))
+                       if gain > 0 else f)
+        extra = dict(fresh)
+        joining = [node for node in gains if node not in ranked]
+        by_id = {key[1]: doc for key, doc in fresh.items()}
+        need = [node for node in joining if node not in by_id]
+        events = self.store.event_sources(need) if KIND_EVENT in q.kinds and need else {}
+        notes = self.store.note_sources(need) if KIND_NOTE in q.kinds and need else {}
+        for node in joining:
+            doc = by_id.get(node)
+            if doc is None and node in notes:
+                doc = note_document(node, *notes[node])
+            elif doc is None and node in events:
+                e = events[node]
+                doc = event_document(node, e[0], e[1], e[2], self.paths)
+            if doc is None or not q.admits(doc):
+                continue  # a turn, a gone item, or one the query's filters exclude
+            extra[doc.key] = doc
+            g = gains[node]
+            out.append(Fused(doc.kind, node, g, Why(None, 0.0, None, 0.0, None, 1.0, 1.0, g)))
+        out.sort(key=lambda f: (-f.score, f.kind, f.id))
+        return out, extra
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
