@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from ..queue._admin import dead_letters, describe, inspect_queue, purge, requeue
+from ..store._graph import GraphWrites
 from . import boundary, config_option, emit, json_option, load, main, open_store
 
 
@@ -60,6 +61,9 @@ def dl_list(config_path: str, as_json: bool, limit: int) -> None:
 def dl_requeue(config_path: str, as_json: bool) -> None:
     """Write every dead letter to the database again; successes leave the file."""
     with open_store(config_path) as (cfg, store):
+        g = cfg.graph  # a requeued turn or edge gets the automatic edges and the cap the service would give it
+        store.graph_writes = GraphWrites(enabled=g.enabled, max_edges_per_item=g.max_edges_per_item,
+                                         turn_edges=g.turn_edges, link_edges=g.link_edges)
         result = requeue(cfg.failure_queue.path, store)
     emit(result, as_json, lambda r: click.echo(f"requeued {r['requeued']}, still dead {r['remaining']}"))
 
