@@ -92,10 +92,24 @@ def recall_tables(args: argparse.Namespace, backends: list[str]) -> str:
     return bench_recall.tables(bench_recall.run(backends, sizes))
 
 
+def graph_table(args: argparse.Namespace, backends: list[str]) -> str:
+    import bench_graph_service as g
+    from _common import fresh_dsn
+
+    items, calls, queries = (2_000, 5_000, 40) if args.quick else (20_000, 50_000, 200)
+    rows: list[tuple[str, ...]] = []
+    for b in backends:
+        with fresh_dsn(b) as dsn:
+            a = g.appends(dsn, calls)
+        with fresh_dsn(b) as dsn:
+            rows += g.rows_for(b, a, g.recall_boost(dsn, items, queries), items)
+    return table(rows, ("backend", "measure", "result", "target", "baseline / note"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
-    ap.add_argument("--only", choices=["store", "queue", "vault", "recall"], action="append")
+    ap.add_argument("--only", choices=["store", "queue", "vault", "recall", "graph"], action="append")
     ap.add_argument("--no-mysql", action="store_true")
     args = ap.parse_args()
     scale = 10 if args.quick else 1
@@ -103,7 +117,7 @@ def main() -> None:
     args.outage, args.window = 1_000_000 // scale, 10_000
     args.notes, args.edits, args.idle = 10_000 // scale, 100 // (scale // 5 or 1), 60.0 / (scale // 2 or 1)
     backends = ["sqlite"] + (["mariadb"] if not args.no_mysql and mysql_available() else [])
-    only = set(args.only or ["store", "queue", "vault", "recall"])
+    only = set(args.only or ["store", "queue", "vault", "recall", "graph"])
     print(f"# memory benchmarks — Python {platform.python_version()}, {platform.machine()}, "
           f"backends: {', '.join(backends)}\n")
     if "store" in only:
@@ -118,6 +132,9 @@ def main() -> None:
     if "recall" in only:
         print("## Recall: hybrid search through the service\n")
         print(recall_tables(args, backends), "\n", flush=True)
+    if "graph" in only:
+        print("## Graph: add_edge as an append, recall with the boost\n")
+        print(graph_table(args, backends), "\n", flush=True)
 
 
 if __name__ == "__main__":
