@@ -140,3 +140,12 @@ def test_ids_from_two_generators_do_not_collide() -> None:
     a, b = IdGenerator(), IdGenerator()
     ids = [g.new_id() for _ in range(10_000) for g in (a, b)]
     assert len(set(ids)) == len(ids)
+
+
+def test_every_record_kind_is_framed_and_named_by_the_queue() -> None:
+    from memory._records import KIND_NAMES
+    from memory.queue import _deadletter, _segments
+
+    # A kind the journal cannot frame, or the dead-letter file cannot name, would be lost there.
+    assert set(KIND_NAMES) == set(_segments.SCHEMAS) == set(_deadletter.KIND_NAMES)
+    assert all(_deadletter.KIND_NAMES[k] == name for k, name in KIND_NAMES.items())

@@ -31,9 +31,9 @@ def make_queue(tmp_path: Path, clock: Clock) -> tuple[WriteQueue, Path]:
     calls = {"n": 0}
     real = store.write_batch
 
-    def counting(*args: object) -> list[int]:
+    def counting(*args: object, **kwargs: object) -> list[int]:
         calls["n"] += 1
-        return real(*args)  # type: ignore[arg-type]
+        return real(*args, **kwargs)  # type: ignore[arg-type]
 
     store.write_batch = counting  # type: ignore[method-assign]
     q.calls = calls  # type: ignore[attr-defined]

@@ -78,7 +78,7 @@ def requeue(root: Path, store: Store) -> dict[str, int]:
         kind = entry["kind"]
         key = record_key(kind, row)
         try:
-            missing = store.write_batch(  # type: ignore[call-arg]
+            missing = store.write_batch(
                 [row] if kind == EVENT else [], [row] if kind == TURN else [], [row] if kind == FINISH else [],
                 edges=[row] if kind == EDGE else [])
             if missing:

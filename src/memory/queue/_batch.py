@@ -56,9 +56,7 @@ class BatchWriter:
         # Edges in journal order (an item's removal must follow the additions made before it).
         edges = [it.row for it in items if it.kind == EDGE]
         try:
-            # ``edges`` is SqlStore's keyword (the abstract Store does not declare it yet).
-            missing = self.store.write_batch(events, turns, [it.row for it in fins],  # type: ignore[call-arg]
-                                             edges=edges)
+            missing = self.store.write_batch(events, turns, [it.row for it in fins], edges=edges)
         except StoreUnavailable as exc:
             return "transient", exc, []
         except StoreRejected as exc:

@@ -7,18 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from .._records import EDGE, KIND_NAMES
-from . import _deadletter, _segments
 from ._deadletter import record_key
-
-# The edge record kind (``service.graph``) joins the journal and the dead-letter file here, where
-# every part of the queue that handles records imports from: its field types for the framing
-# (id, src, dst, type as text; weight and time as floats) and its name. setdefault: the owning
-# modules may declare it themselves; nothing here overrides them.
-_segments.SCHEMAS.setdefault(EDGE, (_segments._T, _segments._T, _segments._T, _segments._T, _segments._F,
-                                    _segments._F))
-for _kind, _name in KIND_NAMES.items():
-    _deadletter.KIND_NAMES.setdefault(_kind, _name)
 
 Pos = tuple[int, int]
 

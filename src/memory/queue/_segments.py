@@ -72,7 +72,10 @@ def frame(payload: bytes) -> bytes:
 # JSON-encoded strings; numbers are their repr; an empty field is None.
 SEP = "\x1e"
 _T, _J, _F = 0, 1, 2  # field types: text, JSON body, float
-SCHEMAS = {1: (_T, _F, _T, _J, _J, _J), 2: (_T, _T, _T, _J, _J, _T, _F), 3: (_T, _T, _T, _T, _F)}
+# Field types per record kind (see memory._records): 1 event, 2 turn, 3 finish, 4 edge
+# (record id, src, dst, type as text; weight and time as floats).
+SCHEMAS = {1: (_T, _F, _T, _J, _J, _J), 2: (_T, _T, _T, _J, _J, _T, _F), 3: (_T, _T, _T, _T, _F),
+           4: (_T, _T, _T, _T, _F, _F)}
 _str = json.JSONEncoder(ensure_ascii=False).encode
 
 

@@ -28,7 +28,8 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def write_batch(self, events: Sequence[Row], turns: Sequence[Row], finishes: Sequence[Row]) -> list[int]:
+    def write_batch(self, events: Sequence[Row], turns: Sequence[Row], finishes: Sequence[Row], *,
+                    edges: Sequence[Row] = ()) -> list[int]:
         """Write everything in one transaction: all of it commits, or none of it.
 
         * events ``(event_id, ts, session_key, obs, gate, meta)`` and turns ``(turn_id,
@@ -38,7 +39,9 @@ class Store(abc.ABC):
           after the inserts. The latest ``finished_at`` wins, whatever order finishes arrive in
           (within a batch or across batches): a finish lands only if the stored ``finished_at``
           is NULL or not newer than its own (on a tie, the one applied later). Re-applying a
-          finish changes nothing.
+          finish changes nothing;
+        * edges ``(record_id, src, dst, type, weight, at)`` (``service.graph.add_edge``; empty
+          ``dst`` and ``type`` remove the item's edges) are applied last, in order.
 
         Returns the indexes of finishes whose turn does not exist. A finish that lost to a newer
         stored one is not missing: its turn exists and it is resolved.
