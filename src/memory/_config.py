@@ -578,11 +578,13 @@ def _graph(r: _Reader) -> GraphConfig:
                        turn_edges=r.bool("turn_edges", True), link_edges=r.bool("link_edges", True))
 
 
-def _audit(r: _Reader, base: Path) -> AuditConfig:
-    # Beside the failure queue's default folder (.memory/queue), so one .memory/ holds all local state.
+def _audit(r: _Reader, base: Path, queue_path: Path) -> AuditConfig:
+    # By default beside the failure queue's folder (.memory/queue -> .memory/audit.jsonl), so one
+    # folder holds all of a deployment's local state, wherever the queue was put.
+    default = queue_path.parent / "audit.jsonl"
     return AuditConfig(
         enabled=r.bool("enabled", True),
-        path=r.path("path", ".memory/audit.jsonl", base),
+        path=r.path("path", str(default), base),
         # Fractions allowed: a small file size is how a test (or a tiny device) sees rotation.
         max_mb=r.number("max_mb", 16.0, 0.0, 1_000_000.0, low_open=True),
         backups=r.int("backups", 5, 0, 1000),
@@ -620,7 +622,7 @@ def parse_config(data: Any, *, source: str = "<mapping>", base_dir: Path | None 
         recall.fusion_params()
     except ValueError as exc:  # the reader's bounds match FusionParams; this guards their drift
         raise ConfigError(f"{source}: {exc}", source=source, key="recall") from None
-    audit = _audit(readers["audit"], base)
+    audit = _audit(readers["audit"], base, fq.path)
     graph = _graph(readers["graph"])
     free = {name: dict(readers[name].data) for name in ("vector", "decay", "health")}
     unknown = [k for k in data if k not in _SECTIONS]

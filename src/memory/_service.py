@@ -22,6 +22,7 @@ from os import PathLike
 from typing import Any, TypeVar
 
 from . import _forking
+from ._audit import RECALL, AuditSink, open_audit_log
 from ._config import Config, load_config
 from ._disabled import DisabledMemoryService, disabled_by_env
 from ._errors import StoreError
@@ -79,6 +80,8 @@ class MemoryService:
         self._closed = False
         self._detached = False  # True in a forked child until its own parts are built
         self._fork_lock = threading.Lock()
+        # One per service, not per build: the log handles a fork itself (the child writes its own).
+        self.audit: AuditSink = open_audit_log(config.audit)
         self._build()
         self._atexit_hook = functools.partial(_close_at_exit, weakref.ref(self))
         atexit.register(self._atexit_hook)
@@ -89,12 +92,12 @@ class MemoryService:
         config = self.config
         self.store: SqlStore = create_store(config.database)
         self.queue = WriteQueue(config.failure_queue, self.store, clock=self._clock,
-                                warn_interval=config.logging.warn_interval_s)
+                                warn_interval=config.logging.warn_interval_s, audit=self.audit)
         # Before any thread starts: it tells the store which automatic edges to write.
         self.graph = GraphModule(config.graph, self.store, submit=self.queue.submit,
                                  pending=self.queue.pending_items, ids=self._ids, online=self._online,
                                  warn=lambda key, msg: self._warn.warning(key, "%s", msg))
-        self.vault = Vault(config.vault, self.store)
+        self.vault = Vault(config.vault, self.store, audit=self.audit.emit)
         self._watcher = VaultWatcher(self.vault, config.vault.debounce_ms / 1000, prepare=self.store.initialize)
         self.recall_index = RecallModule(
             config.recall, self.store, pending_events=self._pending_event_rows, online=self._online,
@@ -300,7 +303,9 @@ class MemoryService:
         """
         parts = self.recall_index
         try:
-            return parts.recall(query, k, kinds=kinds, session_key=session_key, since=since, until=until)
+            hits = parts.recall(query, k, kinds=kinds, session_key=session_key, since=since, until=until)
+            self._audit_recall(query, k, kinds, session_key, hits)
+            return hits
         except ValueError as exc:
             if "kinds" in str(exc):
                 raise
@@ -309,6 +314,14 @@ class MemoryService:
         except Exception as exc:  # noqa: BLE001 - recall must never fail the caller
             self._warn.warning("recall", "recall failed internally: %s", exc)
             return []
+
+    def _audit_recall(self, query: Any, k: Any, kinds: Any, session_key: Any, hits: list[Hit]) -> None:
+        if not self.audit.enabled:
+            return
+        # The query as configured (its hash by default: a log read by operators should not hold
+        # what users typed); the hits by id, so "why did it answer that" can be traced.
+        self.audit.emit(RECALL, **self.audit.query_field(query), k=k, kinds=kinds, session_key=session_key,
+                        hits=len(hits), ids=[f"{h.kind}:{h.id}" for h in hits[:20]])
 
     # -- the vault: files are the truth; reads come from them -------------------------------------------
     def get_system_prompt(self) -> str | None:
@@ -378,6 +391,8 @@ class MemoryService:
         atexit.unregister(self._atexit_hook)
         _forking.untrack(self)
         if self._detached:
+            with contextlib.suppress(Exception):
+                self.audit.close(timeout=2.0)
             return True  # a forked child that never used memory: nothing of its own to close
         try:
             ok = self.queue.close(timeout)
@@ -388,6 +403,8 @@ class MemoryService:
         with contextlib.suppress(Exception):
             self.recall_index.stop(timeout=2.0)
         self.store.dispose()
+        with contextlib.suppress(Exception):
+            self.audit.close(timeout=2.0)
         return ok
 
     def check(self) -> list[str]:
@@ -438,4 +455,5 @@ class MemoryService:
                       "watching": self._watcher.observer is not None and not self._closed},
             "index": index_report,
             "graph": graph_report,
+            "audit": self.audit.stats(),
         }

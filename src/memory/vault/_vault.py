@@ -24,10 +24,11 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from .._audit_events import VAULT_CONFLICT
 from .._config import VaultConfig
 from .._errors import InvalidKeyError, StoreError
 from ..store import SqlStore
@@ -92,8 +93,11 @@ def _inside(rel: object) -> bool:
 
 
 class Vault:
-    def __init__(self, config: VaultConfig, store: SqlStore | None) -> None:
+    def __init__(self, config: VaultConfig, store: SqlStore | None, *,
+                 audit: Callable[..., None] | None = None) -> None:
+        """``audit(event, **fields)`` (optional, never raising) hears of each new conflict copy."""
         self.root = config.root_path
+        self._audit = audit
         self.max_bytes = config.max_file_size_kb * 1024
         self.store = store
         self.lock = threading.RLock()
@@ -304,6 +308,8 @@ class Vault:
         self._not_in_db &= set(states)
         self._unreadable = {rel for rel, _ in the_plan.invalid}
         self._folders = dict(snap.unlisted)
+        for conflict in sorted(set(snap.conflicts) - self._conflicts):
+            self._report_conflict(conflict, "found by sync")
         self._conflicts |= set(snap.conflicts)
         unchanged = new_known == self._known and problems_before == self._problems
         self._known = new_known
@@ -464,6 +470,7 @@ class Vault:
                 conflict = "/".join([*parts[:-1], outcome.conflict or ""])
                 self._conflicts.add(conflict)
                 self._save()
+                self._report_conflict(conflict, "service write", note=rel)
                 log.warning("vault conflict: %s changed since it was last synced; wrote %s instead", rel,
                             outcome.conflict)
                 return self._to_note(rel, parse(text, rel), digest_of(data), conflict=conflict)
@@ -525,6 +532,14 @@ class Vault:
             return True
 
     # -- checks ------------------------------------------------------------------------------------------
+    def _report_conflict(self, conflict: str, how: str, note: str | None = None) -> None:
+        if self._audit is None:
+            return
+        try:
+            self._audit(VAULT_CONFLICT, copy=conflict, note=note, how=how)
+        except Exception:  # noqa: BLE001 - the audit log never reaches a vault write or sync
+            pass
+
     def conflicts(self) -> list[str]:
         """Conflict copies known to exist (made by this service, or found by the last scan)."""
         with self.lock:
