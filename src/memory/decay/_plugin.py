@@ -201,32 +201,34 @@ class Decay:
         with self._tx(shared) as cur:
             protected = self.store.count_protected(cur, cfg.min_zone_for_decay, cuts.decay, cuts.forget)
         forgotten: list[str] = []
-        notes: list[str] = []
+        after: tuple[float, str, str] | None = None
         while aborted is None:
             if not alive():
                 aborted = LOST
                 break
             with self._tx(shared) as cur:
-                items = self.store.idle_items(cur, CLOUD, cuts.forget, batch)
-                if not items:
+                found = self.store.idle_items(cur, CLOUD, cuts.forget, batch, after)
+                if not found:
                     break
-                done = self._tombstone(cur, items, "auto-forget: idle in zone 4", now)
+                after = found[-1]
+                done = self._tombstone(cur, [(k, i) for k, i, _ in found], "auto-forget: idle in zone 4", now)
             forgotten += [i for _, i in done]
-            notes += [i for k, i in done if k == KIND_NOTE]
             if done and not dry:
                 self._audit(FORGET, count=len(done), ids=[i for _, i in done], reason="auto-forget", auto=True)
         demoted: list[tuple[str, int, int]] = []
         for zone in _policy.demote_zones(cfg):
+            after = None
             while aborted is None:
                 if not alive():
                     aborted = LOST
                     break
                 with self._tx(shared) as cur:
-                    items = self.store.idle_items(cur, zone, cuts.decay, batch)
-                    if not items:
+                    found = self.store.idle_items(cur, zone, cuts.decay, batch, after)
+                    if not found:
                         break
-                    self.store.demote(cur, zone, items, now)
-                demoted += [(i, zone, zone + 1) for _, i in items]
+                    after = found[-1]
+                    self.store.demote(cur, zone, [(k, i) for k, i, _ in found], now)
+                demoted += [(i, zone, zone + 1) for _, i, _ in found]
         with self._tx(shared) as cur:
             zones = {z: 0 for z in range(CLOUD + 1)}
             cur.execute("SELECT zone, COUNT(*) FROM item_state GROUP BY zone")
@@ -256,11 +258,13 @@ class Decay:
                 changes, after = self.store.note_changes(cur, after, batch)
                 adopted += sum(1 for c in changes if not c.has_state)
                 self.store.upsert_note_states(cur, [_policy.note_state(c, cfg) for c in changes], now)
-        for kind in KINDS:  # items deleted at their source (a note removed in the vault)
-            while True:
-                with self._tx(shared) as cur:
-                    if self.store.drop_missing_states(cur, kind, batch) < batch:
-                        break
+        # Notes removed in the vault leave state rows behind; events go only through forget, which
+        # drops theirs (an orphan is harmless anyway: a forget candidate without a source row is
+        # dropped then), so only the small notes side is swept on every run.
+        while True:
+            with self._tx(shared) as cur:
+                if self.store.drop_missing_states(cur, KIND_NOTE, batch) < batch:
+                    break
         return adopted
 
     def _tombstone(self, cur: Any, items: Sequence[tuple[str, str]], reason: str,

@@ -7,9 +7,10 @@ only moves rows, set-based and in batches. The guarantees the plug-in builds on:
 
 * **Nothing on the append path.** ``adopt_events`` / ``note_changes`` + ``upsert_note_states``
   give committed items their state rows from the decay run, in keyset pages (``events`` and
-  ``knowledge`` are walked by primary key; each page is one ``INSERT ... SELECT`` anti-join).
+  ``knowledge`` are walked by primary key, anti-joined with ``item_state``).
 * **A scan is an index range.** ``ix_item_state_decay (pinned, zone, idle_since)``: the demote and
-  forget candidates of a zone are ``pinned = 0 AND zone = z AND idle_since <= cut``, oldest first.
+  forget candidates of a zone are ``pinned = 0 AND zone = z AND idle_since <= cut``, oldest first
+  in index order (no sort), each batch continuing after the last on MariaDB (see ``idle_items``).
   ``idle_since`` is kept equal to max(``zone_since``, ``last_recalled_at``) by every write here.
 * **One zone per run.** A demotion sets ``zone_since`` (and ``idle_since``) to the run's ``now``,
   so the item is not idle again before another full period.
@@ -143,22 +144,25 @@ class DecaySql:
 
     # -- adoption ------------------------------------------------------------------------------------
     def adopt_events(self, cur: Any, after: str, page: int, zone: int, now: float) -> tuple[int, str | None]:
-        """Give the events after ``after`` (the next ``page`` of ``events`` by id) that have no state
-        row one in ``zone``, entered at the event's own time (at most ``now``). Returns (adopted, the
-        page's last id, or None when the walk is done)."""
-        p, d = self.param, self.decay_sql
-        cur.execute(f"SELECT MAX(event_id) FROM (SELECT event_id FROM events WHERE event_id > {p} "
-                    f"ORDER BY event_id LIMIT {int(page)}) t", (after,))
-        last = cur.fetchone()[0]
-        if last is None:
+        """Give up to ``page`` events after ``after`` (in id order) that have no state row one in
+        ``zone``, entered at the event's own time (at most ``now``). Returns (adopted, the last id
+        adopted, or None when no event after ``after`` lacks a row).
+
+        One anti-join walks the primary key of ``events`` and probes ``item_state``'s: when every
+        event has its row (the steady state) that is a single statement over the whole table.
+        """
+        p = self.param
+        cur.execute(f"SELECT e.event_id, e.ts FROM events e LEFT JOIN item_state s ON s.kind = '{KIND_EVENT}' "
+                    f"AND s.item_id = e.event_id WHERE e.event_id > {p} AND s.item_id IS NULL "
+                    f"ORDER BY e.event_id LIMIT {int(page)}", (after,))
+        found = cur.fetchall()
+        if not found:
             return 0, None
-        since = f"{d.least}(e.ts, {p})"
-        cur.execute(f"INSERT INTO item_state ({_STATE_COLS}) SELECT '{KIND_EVENT}', e.event_id, {p}, {since}, {since}, "
-                    "0, NULL, 0, NULL, NULL FROM events e LEFT JOIN item_state s ON s.kind = "
-                    f"'{KIND_EVENT}' AND s.item_id = e.event_id WHERE e.event_id > {p} AND e.event_id <= {p} "
-                    f"AND s.item_id IS NULL {d.nothing.format(pk='item_state.kind')}",
-                    (int(zone), float(now), float(now), after, last))
-        return _n(cur.rowcount), str(last)
+        cur.executemany(f"INSERT INTO item_state ({_STATE_COLS}) VALUES ({self._marks(10)}) "
+                        f"{self.decay_sql.nothing.format(pk='kind')}",
+                        [(KIND_EVENT, r[0], int(zone), min(float(r[1]), now), min(float(r[1]), now), 0, None, 0, None,
+                          None) for r in found])
+        return _n(cur.rowcount) if self.dialect == "sqlite" else len(found), str(found[-1][0])
 
     def note_changes(self, cur: Any, after: str, page: int) -> tuple[list[NoteChange], str | None]:
         """The next page of notes by key, keeping those whose state row is missing or was written
@@ -211,12 +215,24 @@ class DecaySql:
         return len(gone)
 
     # -- the decay scans ---------------------------------------------------------------------------------
-    def idle_items(self, cur: Any, zone: int, cut: float, limit: int) -> list[tuple[str, str]]:
-        """Unpinned items of ``zone`` idle since ``cut`` or earlier, oldest first (locked on MariaDB)."""
+    def idle_items(self, cur: Any, zone: int, cut: float, limit: int,
+                   after: tuple[float, str, str] | None = None) -> list[tuple[str, str, float]]:
+        """Unpinned items of ``zone`` idle since ``cut`` or earlier, oldest first (locked on MariaDB):
+        ``(kind, item_id, idle_since)``. ``after`` (the last row of the previous batch) continues the
+        scan past it on MariaDB, where the rows a batch just moved out stay in the index as
+        delete-marked entries until purge, and a scan from the start would step over all of them
+        again on every batch; SQLite removes them at once (and orders ties by rowid), so it starts over."""
         p = self.param
-        cur.execute(f"SELECT kind, item_id FROM item_state WHERE pinned = 0 AND zone = {p} AND idle_since <= {p} "
-                    f"ORDER BY idle_since, kind, item_id LIMIT {int(limit)}{self.decay_sql.lock}", (int(zone), cut))
-        return [(r[0], r[1]) for r in cur.fetchall()]
+        where, args = "", [int(zone), cut]
+        if after is not None and self.dialect != "sqlite":
+            # The secondary index carries the primary key (kind, item_id): one range over all five.
+            where = (f" AND (idle_since > {p} OR (idle_since = {p} AND (kind > {p} OR (kind = {p} AND "
+                     f"item_id > {p}))))")
+            args += [after[0], after[0], after[1], after[1], after[2]]
+        order = "idle_since" if self.dialect == "sqlite" else "idle_since, kind, item_id"
+        cur.execute(f"SELECT kind, item_id, idle_since FROM item_state WHERE pinned = 0 AND zone = {p} "
+                    f"AND idle_since <= {p}{where} ORDER BY {order} LIMIT {int(limit)}{self.decay_sql.lock}", args)
+        return [(r[0], r[1], float(r[2])) for r in cur.fetchall()]
 
     def count_protected(self, cur: Any, min_zone: int, decay_cut: float, forget_cut: float) -> int:
         """Pinned items that would otherwise be demoted or forgotten now."""
