@@ -165,3 +165,32 @@ def test_assess_and_verdict_rules() -> None:
     wrapped = RuntimeError("driver")
     wrapped.__cause__ = ConnectionRefusedError(111, "refused")
     assert unreachable(wrapped)
+
+
+def test_health_reports_latency_and_the_schema_revision(tmp_path: Path) -> None:
+    code, out, err = run_health(write_config(tmp_path, f"sqlite:///{tmp_path / 'm.db'}"))
+    db = out["database"]
+    assert code == 0 and db["schema_revision"] == db["schema_head"] and db["schema_head"], out
+    assert isinstance(db["latency_ms"], float) and db["latency_ms"] >= 0
+
+
+def test_a_plug_in_whose_health_check_raises_degrades_and_is_named(tmp_path: Path) -> None:
+    svc = MemoryService.from_config(service_config(f"sqlite:///{tmp_path / 'm.db'}", tmp_path), start_vault=False)
+    try:
+        assert wait_for(lambda: svc.health()["status"] == OK, 30), svc.health()
+
+        class Broken:  # a plug-in whose health() fails (the contract's only fault here)
+            def health(self) -> tuple[dict[str, Any], tuple[str, ...]]:
+                raise RuntimeError("index state unreadable")
+
+            def stop(self, timeout: float | None = 5.0) -> None:
+                pass
+
+        real, svc.graph = svc.graph, Broken()  # type: ignore[assignment]
+        h = svc.health()
+        assert h["status"] == "degraded" and h["graph"]["error"].endswith("index state unreadable")
+        assert any("graph plug-in" in w for w in h["warnings"]), h["warnings"]
+        svc.graph = real
+        assert svc.health()["status"] == OK
+    finally:
+        svc.close()

@@ -31,6 +31,7 @@ import dataclasses
 import errno
 import socket
 import sqlite3
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -103,6 +104,8 @@ class Probe:
     answered: bool  # SELECT 1 came back
     connected: bool  # a connection could be opened (False: unreachable)
     error: str | None = None
+    latency_ms: float | None = None  # the round trip: a pooled connection, SELECT 1 and the revision read
+    revision: str | None = None  # the schema revision stamped in the database (None: not stamped yet)
 
 
 def unreachable(exc: BaseException) -> bool:
@@ -131,9 +134,15 @@ def probe_database(store: Any, secret: str | None = None) -> Probe:
     ``secret`` (the DSN's password) is scrubbed from the error text.
     """
     try:
+        start = time.perf_counter()
         with store.engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
-        return Probe(True, True)
+            latency = (time.perf_counter() - start) * 1000
+            try:
+                revision = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+            except Exception:  # noqa: BLE001 - no such table yet: a database never migrated
+                revision = None
+        return Probe(True, True, latency_ms=round(latency, 3), revision=None if revision is None else str(revision))
     except Exception as exc:  # noqa: BLE001 - a probe answers, it does not raise
         return Probe(False, not unreachable(exc), _message(exc, secret))
 

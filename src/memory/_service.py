@@ -411,6 +411,15 @@ class MemoryService:
         """Reconcile the write path's counters with what is really held (call when idle)."""
         return self.queue.check()
 
+    def _plugin_health(self, name: str, plugin: Any) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """A plug-in's health section; one that raises is reported, never passed on (see ``_plugin``)."""
+        try:
+            section, problems = plugin.health()
+            return dict(section), tuple(problems)
+        except Exception as exc:  # noqa: BLE001 - health must answer whatever a plug-in does
+            self._warn.warning(f"health-{name}", "the %s plug-in's health check failed: %s", name, exc)
+            return {"error": f"{type(exc).__name__}: {exc}"}, (f"the {name} plug-in's health check failed: {exc}",)
+
     def health(self) -> dict[str, Any]:
         """Status, reasons (``warnings``), database reachability, what is pending, every write-path counter.
 
@@ -428,8 +437,8 @@ class MemoryService:
         conflicts = self.vault.conflicts()
         vault_report = self.vault.report()
         schema_ready = bool(self.queue.initialized)
-        index_report, index_problems = self.recall_index.health()
-        graph_report, graph_problems = self.graph.health()
+        index_report, index_problems = self._plugin_health("index", self.recall_index)
+        graph_report, graph_problems = self._plugin_health("graph", self.graph)
         verdict = assess(HealthFacts(
             closed=self._closed, reachable=reachable, schema_ready=schema_ready,
             pending_disk=int(q.get("pending_disk", 0)), dropped=dict(q.get("dropped") or {}),
@@ -444,7 +453,10 @@ class MemoryService:
             "warnings": list(verdict.warnings),
             "database": {"reachable": reachable, "dialect": self.store.dialect,
                          "dsn": self.config.database.safe_dsn, "schema_ready": schema_ready,
-                         "connectable": None if probe is None else probe.connected, "error": error},
+                         "connectable": None if probe is None else probe.connected, "error": error,
+                         "latency_ms": None if probe is None else probe.latency_ms,
+                         "schema_revision": None if probe is None else probe.revision,
+                         "schema_head": self.store.head_revision()},
             "pending": q["pending"],
             "queue": q,
             "vault": {"root": str(self.vault.root), "database_behind": self.vault.db_pending,

@@ -337,6 +337,10 @@ class SqlStore(RecallSql, GraphSql, Store):
         """Objects of head outside the models (see ``DIALECT_OBJECTS``) that are absent."""
         return ()
 
+    def head_revision(self) -> str:
+        """The revision this code's migrations end at."""
+        return self._head()
+
     def _head(self) -> str:
         if self._head_revision is None:
             from alembic.script import ScriptDirectory
