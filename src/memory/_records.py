@@ -37,7 +37,10 @@ EVENT, TURN, FINISH = 1, 2, 3
 #: gives every edge record its own identity in the retry list and the dead-letter file (many
 #: edges share a source). ``dst`` and ``type`` None make it a removal of every edge of ``src``.
 EDGE = 4
-KIND_NAMES = {EVENT: "event", TURN: "turn", FINISH: "finish", EDGE: "edge"}
+#: Recall touched an item (decay): ``(record_id, item_kind, item_id, at)`` — ``item_kind`` is
+#: ``knowledge`` or ``event``. Counted and promoted by the writer, in its batch transaction.
+TOUCH = 5
+KIND_NAMES = {EVENT: "event", TURN: "turn", FINISH: "finish", EDGE: "edge", TOUCH: "touch"}
 STATUS_RUNNING, STATUS_OK, STATUS_ERROR = "running", "ok", "error"
 MAX_KEY_LEN = 255
 MAX_EDGE_TYPE_LEN = 32  # graph_edges.type is VARCHAR(32)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import StoreError
-from .._records import EDGE, EVENT, FINISH, KIND_NAMES, TURN
+from .._records import EDGE, EVENT, FINISH, KIND_NAMES, TOUCH, TURN
 from ..store import Store
 from ._deadletter import DeadLetter, record_key
 from ._item import Item  # noqa: F401 - registers the edge record kind with the journal and dead letters
@@ -80,7 +80,7 @@ def requeue(root: Path, store: Store) -> dict[str, int]:
         try:
             missing = store.write_batch(
                 [row] if kind == EVENT else [], [row] if kind == TURN else [], [row] if kind == FINISH else [],
-                edges=[row] if kind == EDGE else [])
+                edges=[row] if kind == EDGE else [], touches=[row] if kind == TOUCH else [])
             if missing:
                 raise StoreError("turn not found")
             done.add(key)

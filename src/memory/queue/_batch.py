@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from .._config import FailureQueueConfig
 from .._errors import StoreRejected, StoreUnavailable
-from .._records import EDGE, EVENT, FINISH, TURN
+from .._records import EDGE, EVENT, FINISH, TOUCH, TURN
 from ..store import Store
 from ._accounting import Ledger
 from ._deadletter import DeadLetter
@@ -55,8 +55,9 @@ class BatchWriter:
         fins = [it for it in items if it.kind == FINISH]
         # Edges in journal order (an item's removal must follow the additions made before it).
         edges = [it.row for it in items if it.kind == EDGE]
+        touches = [it.row for it in items if it.kind == TOUCH]
         try:
-            missing = self.store.write_batch(events, turns, [it.row for it in fins], edges=edges)
+            missing = self.store.write_batch(events, turns, [it.row for it in fins], edges=edges, touches=touches)
         except StoreUnavailable as exc:
             return "transient", exc, []
         except StoreRejected as exc:

@@ -27,7 +27,7 @@ from ._slot import open_new
 log = logging.getLogger("memory.queue")
 LOCK_WAIT_S = 5.0
 
-KIND_NAMES = {1: "event", 2: "turn", 3: "finish", 4: "edge"}  # as in memory._records
+KIND_NAMES = {1: "event", 2: "turn", 3: "finish", 4: "edge", 5: "touch"}  # as in memory._records
 
 
 def record_key(kind: int, row: tuple[Any, ...] | list[Any]) -> str:

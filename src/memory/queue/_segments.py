@@ -73,9 +73,10 @@ def frame(payload: bytes) -> bytes:
 SEP = "\x1e"
 _T, _J, _F = 0, 1, 2  # field types: text, JSON body, float
 # Field types per record kind (see memory._records): 1 event, 2 turn, 3 finish, 4 edge
-# (record id, src, dst, type as text; weight and time as floats).
+# (record id, src, dst, type as text; weight and time as floats), 5 touch (record id, item kind,
+# item id; time).
 SCHEMAS = {1: (_T, _F, _T, _J, _J, _J), 2: (_T, _T, _T, _J, _J, _T, _F), 3: (_T, _T, _T, _T, _F),
-           4: (_T, _T, _T, _T, _F, _F)}
+           4: (_T, _T, _T, _T, _F, _F), 5: (_T, _T, _T, _F)}
 _str = json.JSONEncoder(ensure_ascii=False).encode
 
 

@@ -29,7 +29,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def write_batch(self, events: Sequence[Row], turns: Sequence[Row], finishes: Sequence[Row], *,
-                    edges: Sequence[Row] = ()) -> list[int]:
+                    edges: Sequence[Row] = (), touches: Sequence[Row] = ()) -> list[int]:
         """Write everything in one transaction: all of it commits, or none of it.
 
         * events ``(event_id, ts, session_key, obs, gate, meta)`` and turns ``(turn_id,
@@ -41,7 +41,8 @@ class Store(abc.ABC):
           is NULL or not newer than its own (on a tie, the one applied later). Re-applying a
           finish changes nothing;
         * edges ``(record_id, src, dst, type, weight, at)`` (``service.graph.add_edge``; empty
-          ``dst`` and ``type`` remove the item's edges) are applied last, in order.
+          ``dst`` and ``type`` remove the item's edges) are applied last, in order;
+        * touches ``(record_id, kind, item_id, at)`` (recall touched an item; decay) count recalls.
 
         Returns the indexes of finishes whose turn does not exist. A finish that lost to a newer
         stored one is not missing: its turn exists and it is resolved.

@@ -128,12 +128,23 @@ def _n(value: Any) -> int:
     return max(0, int(value or 0))
 
 
+@dataclasses.dataclass(frozen=True)
+class DecayWrites:
+    """What the writer does for decay (set from ``decay:`` by the service): with decay enabled,
+    tombstoned events are dropped from every batch (a replay or an import cannot resurrect them)
+    and recall touches are applied; disabled, touch records are settled without effect."""
+
+    enabled: bool = False
+    initial_zones: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+
 class DecaySql:
     """Mixed into ``SqlStore``; uses its ``_errors``, ``_raw_write``, ``_fetch``, ``param``, ``dialect``,
     ``quote`` and ``queue_for_index``."""
 
     param: str
     dialect: str
+    decay_writes: DecayWrites = DecayWrites()
 
     @property
     def decay_sql(self) -> DecayStatements:

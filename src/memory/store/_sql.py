@@ -26,6 +26,7 @@ from .._config import DatabaseConfig, redact
 from .._errors import StoreError, StoreRejected, StoreUnavailable, exception_chain
 from ._base import Row, Store
 from ._models import is_dialect_object
+from ._decay import DecaySql
 from ._graph import LINKS_TO, GraphSql, edge_problem
 from ._recall import KIND_EVENT, KIND_NOTE, RecallSql
 
@@ -166,7 +167,7 @@ def assess_schema(revision: str | None, head: str, expected: Mapping[str, tuple[
     return SchemaState(revision, head, tuple(missing))
 
 
-class SqlStore(RecallSql, GraphSql, Store):
+class SqlStore(RecallSql, GraphSql, DecaySql, Store):
     """SQLAlchemy Core implementation of :class:`Store`; dialects override the hooks below."""
 
     param = "?"
@@ -352,15 +353,23 @@ class SqlStore(RecallSql, GraphSql, Store):
 
     # -- writes ----------------------------------------------------------------------------------
     def write_batch(self, events: Sequence[Row], turns: Sequence[Row], finishes: Sequence[Row], *,
-                    edges: Sequence[Row] = ()) -> list[int]:
+                    edges: Sequence[Row] = (), touches: Sequence[Row] = ()) -> list[int]:
         """See :meth:`Store.write_batch`; also, in the same transaction, the graph's edges:
 
         * ``edges``: journaled edge records ``(record_id, src, dst, type, weight, at)``, applied in
           order after the inserts (see ``GraphSql.apply_edge_records``);
         * automatic edges (``graph_writes``): ``turn -> input`` for inserted turns, and each
-          finished turn's ``output`` edge following its stored (winning) finish.
+          finished turn's ``output`` edge following its stored (winning) finish;
+        * decay (``decay_writes``): tombstoned events are left out (a forgotten id that comes back
+          stays forgotten until restored), and ``touches`` ``(record_id, kind, item_id, at)``
+          count recalls and promote the items (see ``DecaySql.apply_touches``).
         """
+        dw = self.decay_writes
         with self._errors(), self._raw_write() as cur:
+            if events and dw.enabled:
+                gone = self.drop_tombstoned(cur, KIND_EVENT, [e[0] for e in events])
+                if gone:
+                    events = [e for e in events if e[0] not in gone]
             if events:
                 cur.executemany(self.insert_event_sql, events)
                 self.queue_for_index(cur, KIND_EVENT, [e[0] for e in events])
@@ -369,6 +378,8 @@ class SqlStore(RecallSql, GraphSql, Store):
                 self.turn_input_edges(cur, turns)
             if edges:
                 self.apply_edge_records(cur, edges)
+            if touches and dw.enabled:
+                self.apply_touches(cur, [tuple(t[1:4]) for t in touches], dw.initial_zones)
             if not finishes:
                 return []
             # In primary-key order: two processes finishing overlapping turns then lock rows in
