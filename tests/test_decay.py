@@ -26,11 +26,9 @@ T0 = 1_700_000_000.0
 
 
 def decay_store(dsn: str) -> Any:
-    """The configured store with the decay (and graph) methods, whether or not SqlStore has them yet."""
+    """The configured store, at head (``SqlStore`` carries the decay and graph methods)."""
     store = create_store(load_config({"database": {"dsn": dsn}}).database)
-    bases = tuple(b for b in (DecaySql, GraphSql) if not isinstance(store, b))
-    if bases:
-        store.__class__ = type(f"Decay{type(store).__name__}", (type(store), *bases), {})
+    assert isinstance(store, DecaySql) and isinstance(store, GraphSql)
     store.initialize()
     return store
 

@@ -46,7 +46,9 @@ def test_forget_restore_and_run_from_the_command_line(dsn: str, tmp_path: Path, 
     assert out.exit_code == 1 and "not forgotten" in out.output
 
     lines = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert [(x["event"], x.get("id")) for x in lines] == [("forget", "facts/tea"), ("restore", "facts/tea")]
+    # (``vault sync`` runs a service, whose scheduler may have run decay once: its line is not asserted)
+    assert [(x["event"], x.get("id")) for x in lines if x["event"] in ("forget", "restore")] == [
+        ("forget", "facts/tea"), ("restore", "facts/tea")]
 
     store = decay_store(dsn)
     try:

@@ -14,6 +14,7 @@ from ._ids import IdGenerator
 from ._protocol import GraphAPI, MemoryAPI
 from ._records import Edge, EventRecord, TurnRecord
 from ._service import MemoryService
+from .decay import DecayConfig, DecayReport, ForgetResult, RestoreResult
 from .index import Hit, Why
 from .vault import Note, SyncReport
 
@@ -23,10 +24,13 @@ __all__ = [
     "Config",
     "ConfigError",
     "DatabaseConfig",
+    "DecayConfig",
+    "DecayReport",
     "DisabledMemoryService",
     "Edge",
     "EventRecord",
     "FailureQueueConfig",
+    "ForgetResult",
     "GraphAPI",
     "GraphBoostConfig",
     "GraphConfig",
@@ -38,6 +42,7 @@ __all__ = [
     "MemoryService",
     "MemoryServiceError",
     "RecallConfig",
+    "RestoreResult",
     "Note",
     "StoreError",
     "StoreRejected",

@@ -34,7 +34,7 @@ import urllib.parse
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import yaml
 from sqlalchemy.engine import URL, make_url
@@ -42,6 +42,10 @@ from sqlalchemy.engine import URL, make_url
 from ._errors import ConfigError
 from .index._extract import DEFAULT_TEXT_FIELDS, FieldPath, parse_field_paths
 from .index._fusion import KINDS, FusionParams
+
+
+if TYPE_CHECKING:
+    from .decay._config import DecayConfig
 
 log = logging.getLogger("memory.config")
 
@@ -224,7 +228,7 @@ class Config:
     logging: LoggingConfig
     vector: Mapping[str, Any]
     graph: GraphConfig
-    decay: Mapping[str, Any]
+    decay: DecayConfig  # a mapping given by hand is validated into one (see __post_init__)
     health: Mapping[str, Any]
     # A default, so a Config built by hand (tests, embedding applications) needs no recall section.
     recall: RecallConfig = dataclasses.field(default_factory=RecallConfig)
@@ -236,6 +240,9 @@ class Config:
         # A Config built by hand may still pass the old free mapping (``graph={}``): its defaults.
         if not isinstance(self.graph, GraphConfig):
             object.__setattr__(self, "graph", GraphConfig(**dict(self.graph or {})))
+        from .decay._config import read_decay_config  # imports this module: not at the top
+
+        object.__setattr__(self, "decay", read_decay_config(self.decay or {}, source=self.source))
 
 
 def is_secret_param(name: str) -> bool:
@@ -625,7 +632,10 @@ def parse_config(data: Any, *, source: str = "<mapping>", base_dir: Path | None 
     audit = _audit(readers["audit"], base, fq.path)
     graph = _graph(readers["graph"])
     free = {name: dict(readers[name].data) for name in ("vector", "decay", "health")}
-    unknown = [k for k in data if k not in _SECTIONS]
+    from .decay._config import read_decay_config, unknown_keys  # imports this module: not at the top
+
+    free["decay"] = read_decay_config(free["decay"], source=source)  # type: ignore[assignment]
+    unknown = [k for k in data if k not in _SECTIONS] + unknown_keys(readers["decay"].data)
     for name in ("database", "vault", "recall", "failure_queue", "logging", "audit", "graph"):
         unknown += readers[name].unknown()
     if unknown:

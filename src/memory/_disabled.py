@@ -18,6 +18,7 @@ from typing import Any
 
 from ._ids import IdGenerator
 from ._records import Edge, EventRecord, TurnRecord, to_edge_type, to_key, to_weight
+from .decay import ForgetResult, RestoreResult
 from .index import Hit
 from .index._fusion import parse_kinds
 from .vault import Note, SyncReport
@@ -134,6 +135,12 @@ class DisabledMemoryService:
                session_key: Any = None, since: Any = None, until: Any = None) -> list[Hit]:
         parse_kinds(kinds)  # the same one error as the real service
         return []
+
+    def forget(self, item_id: Any, reason: Any = "forgotten by request") -> ForgetResult:
+        return ForgetResult(False, to_key(item_id), None, f"memory is disabled ({self.reason})")
+
+    def restore(self, item_id: Any) -> RestoreResult:
+        return RestoreResult(False, to_key(item_id), None, f"memory is disabled ({self.reason})")
 
     def vault_sync(self) -> SyncReport:
         return SyncReport(new=0, modified=0, moved=0, deleted=0, unchanged=0, invalid=(), database_ok=False,

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from ._records import Edge, EventRecord, TurnRecord
+from .decay import ForgetResult, RestoreResult
 from .index import Hit
 from .vault import Note, SyncReport
 
@@ -151,6 +152,14 @@ class MemoryAPI(Protocol):
     def recall(self, query: Any, k: int | None = None, *, kinds: Any = ("knowledge", "event"),
                session_key: Any = None, since: Any = None, until: Any = None) -> list[Hit]:
         """Notes and events ranked for ``query``. Raises only ValueError for bad ``kinds``. Disabled: []."""
+        ...
+
+    def forget(self, item_id: Any, reason: Any = "forgotten by request") -> ForgetResult:
+        """Take an event or note out of memory (tombstone; a note's file to the trash). Never raises."""
+        ...
+
+    def restore(self, item_id: Any) -> RestoreResult:
+        """Bring a forgotten item back and re-index it. Never raises."""
         ...
 
     def vault_sync(self) -> SyncReport:

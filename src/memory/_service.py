@@ -28,12 +28,13 @@ from ._disabled import DisabledMemoryService, disabled_by_env
 from ._errors import StoreError
 from ._graph_module import GraphModule
 from ._ids import IdGenerator
-from ._records import (EVENT, FINISH, STATUS_RUNNING, TURN, EventRecord, TurnRecord, event_from_row, to_json,
-                       to_key, to_status, turn_from_row)
+from ._records import (EVENT, FINISH, STATUS_RUNNING, TOUCH, TURN, EventRecord, TurnRecord, event_from_row,
+                       to_json, to_key, to_status, turn_from_row)
+from .decay import Decay, ForgetResult, RestoreResult
 from .index import Hit
 from .index._module import RecallModule
 from .queue._writer import RateLimitedLog, WriteQueue
-from .store import SqlStore, create_store
+from .store import DecayWrites, SqlStore, create_store
 from .vault import Note, SyncReport, Vault, VaultWatcher
 
 log = logging.getLogger("memory.service")
@@ -98,6 +99,10 @@ class MemoryService:
                                  pending=self.queue.pending_items, ids=self._ids, online=self._online,
                                  warn=lambda key, msg: self._warn.warning(key, "%s", msg))
         self.vault = Vault(config.vault, self.store, audit=self.audit.emit)
+        # Also before any thread: the writer leaves forgotten events out and applies touches.
+        self.store.decay_writes = DecayWrites(enabled=config.decay.enabled,
+                                              initial_zones=dict(config.decay.initial_zones))
+        self.decay = Decay(self.store, config.decay, vault_root=config.vault.root_path, audit=self.audit)
         self._watcher = VaultWatcher(self.vault, config.vault.debounce_ms / 1000, prepare=self.store.initialize)
         self.recall_index = RecallModule(
             config.recall, self.store, pending_events=self._pending_event_rows, online=self._online,
@@ -109,6 +114,7 @@ class MemoryService:
         if self._start_writer:
             self.queue.start()
             self.recall_index.start()
+            self.decay.start()  # the scheduler (one run at a time among processes: a lease)
         # Start-up sync (and, with vault.watch, the live watcher) run on their own thread.
         if self._start_vault:
             self._watcher.start(initial_sync=True, watch=config.vault.watch)
@@ -143,6 +149,7 @@ class MemoryService:
         self.vault = _Rebuild(self, "vault")  # type: ignore[assignment]
         self._watcher = _Rebuild(self, "_watcher")  # type: ignore[assignment]
         self.recall_index = _Rebuild(self, "recall_index")  # type: ignore[assignment]
+        self.decay = _Rebuild(self, "decay")  # type: ignore[assignment]
         self.graph = _Rebuild(self, "graph")  # type: ignore[assignment]
 
     def _rebuild_after_fork(self) -> None:
@@ -305,6 +312,7 @@ class MemoryService:
         try:
             hits = parts.recall(query, k, kinds=kinds, session_key=session_key, since=since, until=until)
             self._audit_recall(query, k, kinds, session_key, hits)
+            self._touch(hits)
             return hits
         except ValueError as exc:
             if "kinds" in str(exc):
@@ -314,6 +322,39 @@ class MemoryService:
         except Exception as exc:  # noqa: BLE001 - recall must never fail the caller
             self._warn.warning("recall", "recall failed internally: %s", exc)
             return []
+
+    def _touch(self, hits: list[Hit]) -> None:
+        """Recall touched these items (decay counts and promotes them): journaled like any record,
+        so recall never waits on the database and a touch survives an outage."""
+        if not self.config.decay.enabled or not hits:
+            return
+        try:
+            for kind, item_id, at in Decay.touches_for(hits, time.time()):
+                self.queue.submit(TOUCH, (self._ids.new_id(), kind, item_id, at))
+        except Exception as exc:  # noqa: BLE001 - a touch is never worth failing a recall
+            self._warn.warning("touch", "recording recall touches failed: %s", exc)
+
+    # -- decay: forget and restore -----------------------------------------------------------------------
+    def forget(self, item_id: Any, reason: Any = "forgotten by request") -> ForgetResult:
+        """Take an event or note out of memory: out of recall, its edges and vectors gone, a
+        tombstone kept (an event's row is deleted; a note's file moves to ``vault/.trash/<date>/``,
+        never unlinked). Pinned notes and ``md/`` are never forgotten. Never raises: the result
+        says whether it happened and why not (the database must answer; nothing is queued)."""
+        item = to_key(item_id)
+        try:
+            return self.decay.forget(item, to_key(reason) or "forgotten by request")
+        except Exception as exc:  # noqa: BLE001 - StoreError (database away) or a bug: never the caller's
+            self._warn.warning("forget", "forget %s failed: %s", item, exc)
+            return ForgetResult(False, item, None, f"not forgotten: {exc}")
+
+    def restore(self, item_id: Any) -> RestoreResult:
+        """Bring a forgotten item back (its row, or its file from the trash) and re-index it. Never raises."""
+        item = to_key(item_id)
+        try:
+            return self.decay.restore(item)
+        except Exception as exc:  # noqa: BLE001
+            self._warn.warning("restore", "restore %s failed: %s", item, exc)
+            return RestoreResult(False, item, None, f"not restored: {exc}")
 
     def _audit_recall(self, query: Any, k: Any, kinds: Any, session_key: Any, hits: list[Hit]) -> None:
         if not self.audit.enabled:
@@ -402,6 +443,8 @@ class MemoryService:
         self._watcher.shutdown()
         with contextlib.suppress(Exception):
             self.recall_index.stop(timeout=2.0)
+        with contextlib.suppress(Exception):
+            self.decay.stop(timeout=2.0)
         self.store.dispose()
         with contextlib.suppress(Exception):
             self.audit.close(timeout=2.0)
@@ -439,6 +482,7 @@ class MemoryService:
         schema_ready = bool(self.queue.initialized)
         index_report, index_problems = self._plugin_health("index", self.recall_index)
         graph_report, graph_problems = self._plugin_health("graph", self.graph)
+        decay_report, decay_problems = self._plugin_health("decay", self.decay)
         verdict = assess(HealthFacts(
             closed=self._closed, reachable=reachable, schema_ready=schema_ready,
             pending_disk=int(q.get("pending_disk", 0)), dropped=dict(q.get("dropped") or {}),
@@ -446,7 +490,7 @@ class MemoryService:
             journal_problem=(q.get("journal_problem") or "memory only") if q.get("journal") == "memory-only" else None,
             unreadable_folders=len(vault_report["unreadable_folders"]),
             notes_not_in_database=len(vault_report["not_in_database"]),
-            plugin_problems=index_problems + graph_problems))
+            plugin_problems=index_problems + graph_problems + decay_problems))
         error = probe.error if probe is not None else (q.get("last_error") or None)
         return {
             "status": verdict.status,
@@ -467,5 +511,6 @@ class MemoryService:
                       "watching": self._watcher.observer is not None and not self._closed},
             "index": index_report,
             "graph": graph_report,
+            "decay": decay_report,
             "audit": self.audit.stats(),
         }

@@ -21,15 +21,12 @@ from . import boundary, config_option, emit, json_option, load, main
 @contextlib.contextmanager
 def _decay(config_path: str) -> Iterator[Any]:
     from .._audit import open_audit_log
-    from ..decay import Decay, read_decay_config
+    from ..decay import Decay
     from ..store import create_store
-    from ..store._decay import DecaySql
 
     cfg = load(config_path)
-    decay_cfg = read_decay_config(cfg.decay, source=cfg.source)
+    decay_cfg = cfg.decay
     store = create_store(cfg.database)
-    if not isinstance(store, DecaySql):  # until SqlStore carries the mixin itself
-        store.__class__ = type(type(store).__name__, (type(store), DecaySql), {})
     audit = open_audit_log(cfg.audit)
     try:
         store.initialize()

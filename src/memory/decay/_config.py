@@ -128,8 +128,10 @@ def read_decay_config(section: Any, *, source: str = "<mapping>") -> DecayConfig
 
     Raises :class:`~memory.ConfigError` naming ``source``, the key (``decay.<key>``), what was
     expected and what was found. Unknown keys are ignored (the service's loader warns about
-    sections it validates itself; this one is validated here).
+    sections it validates itself; this one is validated here). A DecayConfig is returned as is.
     """
+    if isinstance(section, DecayConfig):
+        return section
     r = _Reader(source, "decay", section)
     enabled = r.bool("enabled", True)
     interval = _duration(r, "interval", 3600.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .._config import DatabaseConfig
 from ._base import Row, Store
+from ._decay import DecayWrites
 from ._sql import SqlStore
 
 
@@ -18,4 +19,4 @@ def create_store(config: DatabaseConfig) -> SqlStore:
     return MysqlStore(config)
 
 
-__all__ = ["Row", "SqlStore", "Store", "create_store"]
+__all__ = ["DecayWrites", "Row", "SqlStore", "Store", "create_store"]
