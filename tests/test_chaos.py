@@ -83,8 +83,8 @@ def test_chaos_sqlite_fork(tmp_path: Path) -> None:
     p = s["processes"]
     assert all(p.get(f"kind_{k}", 0) >= 2 for k in ("fork", "mp-fork", "mp-spawn")), report(s)
     # Children really ran next to their parents (how many depends on how fast this machine is:
-    # a parent killed before it forks has none).
-    assert p.get("children", 0) >= 6, report(s)
+    # a parent killed before it forks has none; a loaded 2-core machine saw 4 of a usual 10+).
+    assert p.get("children", 0) >= 3, report(s)
     assert s["failures"] == [], report(s)
 
 
