@@ -296,3 +296,28 @@ def test_disabled_decay_answers_empty_without_a_query(store: Any) -> None:
     d.start()
     assert d.scheduler is None
     assert store.item_state("event", "e1") is None
+
+
+def test_a_replayed_touch_batch_counts_only_the_touches_not_yet_applied(store: Any) -> None:
+    # Regression: touches were summed per item and applied if the newest was new, so a batch
+    # replayed after a crash (one touch already applied, one new) counted the old one again.
+    from memory.store import DecayWrites
+
+    store.decay_writes = DecayWrites(enabled=True, initial_zones={"event": 3, "knowledge": 1})
+    add_events(store, "e1")
+    store.write_batch([], [], [], touches=[("r1", "event", "e1", T0 + 100)])
+    store.write_batch([], [], [], touches=[("r1", "event", "e1", T0 + 100), ("r2", "event", "e1", T0 + 200)])
+    st = store.item_state("event", "e1")
+    assert st.recall_count == 2 and st.last_recalled_at == T0 + 200, st
+    store.write_batch([], [], [], touches=[("r2", "event", "e1", T0 + 200)])  # replayed again: nothing
+    assert store.item_state("event", "e1").recall_count == 2
+
+
+def test_a_tombstone_holds_on_the_write_path_with_decay_disabled(store: Any) -> None:
+    # Regression: the write path dropped tombstoned events only with decay on, but forget works
+    # with decay off (and the CLI's store never had decay on): a replay brought the event back.
+    add_events(store, "e1")
+    res = Decay(store, DecayConfig(enabled=False)).forget("e1", "asked to")
+    assert res.ok and store.get_event("e1") is None
+    add_events(store, "e1")  # the journal replays it
+    assert store.get_event("e1") is None and store.tombstones_of("e1")

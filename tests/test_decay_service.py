@@ -75,6 +75,12 @@ def test_forget_with_the_database_away_answers_and_never_raises(tmp_path: Path) 
         res = svc.forget("anything", "x")
         assert not res.ok and res.message.startswith("not forgotten")
         assert not svc.restore("anything").ok
+        svc.append_event({"x": 1}, "s")
+        assert wait_for(lambda: svc.queue.breaker.is_open, 30)
+        # A known outage: forget, restore and the decay health section answer without the database.
+        assert "does not answer" in svc.forget("anything").message
+        assert "does not answer" in svc.restore("anything").message
+        assert svc.health()["decay"] == {"enabled": True, "unavailable": True}
     finally:
         svc.close(timeout=0.5)
 

@@ -83,7 +83,11 @@ class MemoryService:
         self._fork_lock = threading.Lock()
         # One per service, not per build: the log handles a fork itself (the child writes its own).
         self.audit: AuditSink = open_audit_log(config.audit)
-        self._build()
+        try:
+            self._build()
+        except BaseException:
+            self.audit.close(timeout=0.5)  # nothing may be left running when construction fails
+            raise
         self._atexit_hook = functools.partial(_close_at_exit, weakref.ref(self))
         atexit.register(self._atexit_hook)
         _forking.track(self)
@@ -341,6 +345,8 @@ class MemoryService:
         never unlinked). Pinned notes and ``md/`` are never forgotten. Never raises: the result
         says whether it happened and why not (the database must answer; nothing is queued)."""
         item = to_key(item_id)
+        if not self._online():  # a known outage: answer at once
+            return ForgetResult(False, item, None, "not forgotten: the database does not answer (try again later)")
         try:
             return self.decay.forget(item, to_key(reason) or "forgotten by request")
         except Exception as exc:  # noqa: BLE001 - StoreError (database away) or a bug: never the caller's
@@ -350,6 +356,8 @@ class MemoryService:
     def restore(self, item_id: Any) -> RestoreResult:
         """Bring a forgotten item back (its row, or its file from the trash) and re-index it. Never raises."""
         item = to_key(item_id)
+        if not self._online():  # a known outage: answer at once
+            return RestoreResult(False, item, None, "not restored: the database does not answer (try again later)")
         try:
             return self.decay.restore(item)
         except Exception as exc:  # noqa: BLE001
@@ -482,7 +490,10 @@ class MemoryService:
         schema_ready = bool(self.queue.initialized)
         index_report, index_problems = self._plugin_health("index", self.recall_index)
         graph_report, graph_problems = self._plugin_health("graph", self.graph)
-        decay_report, decay_problems = self._plugin_health("decay", self.decay)
+        if not self.config.decay.enabled or self._online():
+            decay_report, decay_problems = self._plugin_health("decay", self.decay)
+        else:  # a known outage or a closed service: answer at once, the database warning says why
+            decay_report, decay_problems = {"enabled": True, "unavailable": True}, ()
         verdict = assess(HealthFacts(
             closed=self._closed, reachable=reachable, schema_ready=schema_ready,
             pending_disk=int(q.get("pending_disk", 0)), dropped=dict(q.get("dropped") or {}),

@@ -131,8 +131,8 @@ def _n(value: Any) -> int:
 @dataclasses.dataclass(frozen=True)
 class DecayWrites:
     """What the writer does for decay (set from ``decay:`` by the service): with decay enabled,
-    tombstoned events are dropped from every batch (a replay or an import cannot resurrect them)
-    and recall touches are applied; disabled, touch records are settled without effect."""
+    recall touches are applied; disabled, touch records are settled without effect. (Tombstoned
+    events are dropped from every batch either way: forget is a request, not decay.)"""
 
     enabled: bool = False
     initial_zones: Mapping[str, int] = dataclasses.field(default_factory=dict)
@@ -395,7 +395,7 @@ class DecaySql:
         their kind's initial zone. Items that do not exist or are tombstoned are skipped. One
         multi-row upsert (MariaDB) or one prepared statement (SQLite). Returns items applied.
         """
-        agg: dict[tuple[str, str], tuple[int, float]] = {}
+        clean: list[tuple[str, str, float]] = []
         for t in touches:
             try:
                 kind, item_id, at = str(t[0]), str(t[1]), float(t[2])
@@ -403,16 +403,28 @@ class DecaySql:
                 continue  # a malformed touch is dropped, never raised into the writer
             if kind not in KINDS or not item_id or at != at:
                 continue
-            n, newest = agg.get((kind, item_id), (0, at))
-            agg[(kind, item_id)] = (n + 1, max(newest, at))
-        if not agg:
+            clean.append((kind, item_id, at))
+        if not clean:
             return 0
         live: set[tuple[str, str]] = set()
+        stored: dict[tuple[str, str], float] = {}
         for kind in KINDS:
-            ids = [i for k, i in agg if k == kind]
+            ids = list(dict.fromkeys(i for k, i, _ in clean if k == kind))
             if ids:
                 present = set(self.source_rows_ids(cur, kind, ids)) - self.drop_tombstoned(cur, kind, ids)
                 live.update((kind, i) for i in present)
+                stored.update(self._last_recalled(cur, kind, [i for i in ids if i in present]))
+        # Only touches newer than what is stored count: a replayed batch (the writer crashed after
+        # commit) re-applies touches already counted, and they are exactly those not newer. Read
+        # under the batch's write lock (SQLite) or a locking read (MariaDB), so it cannot go stale.
+        agg: dict[tuple[str, str], tuple[int, float]] = {}
+        for kind, item_id, at in clean:
+            key = (kind, item_id)
+            if key not in live or at <= stored.get(key, float("-inf")):
+                continue
+            n, newest = agg.get(key, (0, at))
+            agg[key] = (n + 1, max(newest, at))
+        live = set(agg)
         if not live:
             return 0
         d = self.decay_sql
@@ -437,6 +449,15 @@ class DecaySql:
             rows.append((kind, item_id, zone, at, at, n, at, 0, None, None))
         cur.executemany(sql, rows)
         return len(rows)
+
+    def _last_recalled(self, cur: Any, kind: str, ids: Sequence[str]) -> dict[tuple[str, str], float]:
+        lock = "" if self.dialect == "sqlite" else " FOR UPDATE"
+        out: dict[tuple[str, str], float] = {}
+        for chunk in chunks(list(ids)):
+            cur.execute(f"SELECT item_id, last_recalled_at FROM item_state WHERE kind = {self.param} AND item_id IN "
+                        f"({self._marks(len(chunk))}){lock}", [kind, *chunk])
+            out.update(((kind, r[0]), float(r[1])) for r in cur.fetchall() if r[1] is not None)
+        return out
 
     def source_rows_ids(self, cur: Any, kind: str, ids: Sequence[str]) -> set[str]:
         q = self.quote("key")  # type: ignore[attr-defined]

@@ -360,13 +360,13 @@ class SqlStore(RecallSql, GraphSql, DecaySql, Store):
           order after the inserts (see ``GraphSql.apply_edge_records``);
         * automatic edges (``graph_writes``): ``turn -> input`` for inserted turns, and each
           finished turn's ``output`` edge following its stored (winning) finish;
-        * decay (``decay_writes``): tombstoned events are left out (a forgotten id that comes back
-          stays forgotten until restored), and ``touches`` ``(record_id, kind, item_id, at)``
-          count recalls and promote the items (see ``DecaySql.apply_touches``).
+        * tombstoned events are left out (a forgotten id that comes back stays forgotten until
+          restored), and with decay on (``decay_writes``) ``touches`` ``(record_id, kind,
+          item_id, at)`` count recalls and promote the items (see ``DecaySql.apply_touches``).
         """
         dw = self.decay_writes
         with self._errors(), self._raw_write() as cur:
-            if events and dw.enabled:
+            if events:  # forget works with decay off too (a request): its tombstones always hold
                 gone = self.drop_tombstoned(cur, KIND_EVENT, [e[0] for e in events])
                 if gone:
                     events = [e for e in events if e[0] not in gone]
