@@ -490,9 +490,11 @@ class MemoryService:
         schema_ready = bool(self.queue.initialized)
         index_report, index_problems = self._plugin_health("index", self.recall_index)
         graph_report, graph_problems = self._plugin_health("graph", self.graph)
-        if not self.config.decay.enabled or self._online():
+        if not self.config.decay.enabled or (self._online() and schema_ready):
             decay_report, decay_problems = self._plugin_health("decay", self.decay)
-        else:  # a known outage or a closed service: answer at once, the database warning says why
+        else:
+            # A known outage, a closed service, or a schema not at head yet (decay's tables may not
+            # exist): answer at once; the database's own warning says why.
             decay_report, decay_problems = {"enabled": True, "unavailable": True}, ()
         verdict = assess(HealthFacts(
             closed=self._closed, reachable=reachable, schema_ready=schema_ready,
