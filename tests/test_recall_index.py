@@ -21,7 +21,7 @@ from memory.index._documents import embedder_id
 from memory.index._embed import HashEmbedder
 from memory.index._indexer import IndexSettings, index_keys
 from memory.index._mirror import VectorMirror
-from memory.store import SqlStore, create_store
+from memory.store import DecayWrites, SqlStore, create_store
 
 from .conftest import service_config, wait_for
 
@@ -196,6 +196,7 @@ def test_an_existing_database_is_backfilled_at_first_start(dsn: str, tmp_path: P
             command.upgrade(alembic_config(conn), "0002")
             conn.commit()
         store.recall_outbox_enabled = False  # what the previous version wrote: no outbox
+        store.decay_writes = DecayWrites(tombstones=False)  # ... and no tombstones
         store.write_batch([ev(i, f"old plum message {i}") for i in range(300)], [], [])
     finally:
         store.dispose()

@@ -136,6 +136,8 @@ class DecayWrites:
 
     enabled: bool = False
     initial_zones: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    # False only to write as a version before tombstones did (tests of upgrades): no such table.
+    tombstones: bool = True
 
 
 class DecaySql:

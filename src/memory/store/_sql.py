@@ -366,7 +366,7 @@ class SqlStore(RecallSql, GraphSql, DecaySql, Store):
         """
         dw = self.decay_writes
         with self._errors(), self._raw_write() as cur:
-            if events:  # forget works with decay off too (a request): its tombstones always hold
+            if events and dw.tombstones:  # forget works with decay off too (a request): its tombstones hold
                 gone = self.drop_tombstoned(cur, KIND_EVENT, [e[0] for e in events])
                 if gone:
                     events = [e for e in events if e[0] not in gone]
