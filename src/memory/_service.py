@@ -97,7 +97,8 @@ class MemoryService:
         config = self.config
         self.store: SqlStore = create_store(config.database)
         self.queue = WriteQueue(config.failure_queue, self.store, clock=self._clock,
-                                warn_interval=config.logging.warn_interval_s, audit=self.audit)
+                                warn_interval=config.logging.warn_interval_s,
+                                audit=self.audit if self.audit.enabled else None)  # None: no observing
         # Before any thread starts: it tells the store which automatic edges to write.
         self.graph = GraphModule(config.graph, self.store, submit=self.queue.submit,
                                  pending=self.queue.pending_items, ids=self._ids, online=self._online,
