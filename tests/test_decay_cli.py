@@ -18,7 +18,7 @@ def write_config(tmp_path: Path, dsn: str) -> Path:
     cfg.write_text(yaml.safe_dump({
         "database": {"dsn": dsn}, "vault": {"root_path": str(tmp_path / "vault"), "watch": False},
         "failure_queue": {"path": str(tmp_path / "queue")}, "audit": {"path": str(tmp_path / "audit.jsonl")},
-        "decay": {"initial_zone": {"event": "cloud"}},
+        "decay": {"enabled": True, "initial_zone": {"event": "cloud"}},
     }), encoding="utf-8")
     return cfg
 

@@ -14,9 +14,9 @@ from memory.decay import DecayConfig, read_decay_config
 
 def test_defaults() -> None:
     cfg = read_decay_config(None)
-    assert cfg == DecayConfig()
+    assert cfg == DecayConfig(enabled=False)  # the section is off unless it says enabled: true
     assert (cfg.enabled, cfg.interval_s, cfg.decay_days, cfg.auto_forget_days, cfg.min_zone_for_decay) == \
-        (True, 3600.0, 30.0, 180.0, 2)
+        (False, 3600.0, 30.0, 180.0, 2)
     assert dict(cfg.initial_zones) == {"knowledge": 1, "event": 3} and dict(cfg.capacity) == {}
     assert (cfg.batch_size, cfg.trash_dir, cfg.lease_ttl_s) == (1000, ".trash", 600.0)
 

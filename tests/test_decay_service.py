@@ -14,7 +14,7 @@ from .conftest import service_config, wait_for
 
 def make(dsn: str, root: Path, **decay: Any) -> MemoryService:
     cfg = service_config(dsn, root)
-    cfg["decay"] = decay
+    cfg["decay"] = {"enabled": True, **decay}
     cfg["audit"] = {"path": str(root / "audit.jsonl")}
     return MemoryService.from_config(cfg, start_vault=False)
 

@@ -133,7 +133,10 @@ def read_decay_config(section: Any, *, source: str = "<mapping>") -> DecayConfig
     if isinstance(section, DecayConfig):
         return section
     r = _Reader(source, "decay", section)
-    enabled = r.bool("enabled", True)
+    # Off unless the section says so: decay runs a scheduler that takes the database's write lock
+    # and, after auto_forget_days, forgets (reversibly) — an operator's decision, not an upgrade's.
+    # (A DecayConfig built by hand defaults to enabled: whoever builds a Decay means to run it.)
+    enabled = r.bool("enabled", False)
     interval = _duration(r, "interval", 3600.0)
     decay_days = r.number("decay_days", 30.0, 0.0, 36500.0, low_open=True)
     forget_days = r.number("auto_forget_days", 180.0, 0.0, 36500.0, low_open=True)
