@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import functools
 import logging
 import threading
@@ -30,6 +31,7 @@ from ._graph_module import GraphModule
 from ._ids import IdGenerator
 from ._records import (EVENT, FINISH, STATUS_RUNNING, TOUCH, TURN, EventRecord, TurnRecord, event_from_row,
                        to_json, to_key, to_status, turn_from_row)
+from ._touches import TouchBuffer
 from .decay import Decay, ForgetResult, RestoreResult
 from .index import Hit
 from .index._module import RecallModule
@@ -108,6 +110,7 @@ class MemoryService:
         self.store.decay_writes = DecayWrites(enabled=config.decay.enabled,
                                               initial_zones=dict(config.decay.initial_zones))
         self.decay = Decay(self.store, config.decay, vault_root=config.vault.root_path, audit=self.audit)
+        self._touches = TouchBuffer(config.failure_queue.max_in_memory)
         self._watcher = VaultWatcher(self.vault, config.vault.debounce_ms / 1000, prepare=self.store.initialize)
         self.recall_index = RecallModule(
             config.recall, self.store, pending_events=self._pending_event_rows, online=self._online,
@@ -330,14 +333,21 @@ class MemoryService:
 
     def _touch(self, hits: list[Hit]) -> None:
         """Recall touched these items (decay counts and promotes them): journaled like any record,
-        so recall never waits on the database and a touch survives an outage."""
+        so recall never waits on the database and a touch survives a restart. While the database
+        is down or the writer is behind they wait in memory, one per item (``memory._touches``),
+        so statistics never take the journal's room from events."""
         if not self.config.decay.enabled or not hits:
             return
         try:
-            for kind, item_id, at in Decay.touches_for(hits, time.time()):
-                self.queue.submit(TOUCH, (self._ids.new_id(), kind, item_id, at))
+            self._submit_touches(Decay.touches_for(hits, time.time()))
         except Exception as exc:  # noqa: BLE001 - a touch is never worth failing a recall
             self._warn.warning("touch", "recording recall touches failed: %s", exc)
+
+    def _submit_touches(self, touches: list[tuple[str, str, float]]) -> None:
+        queue = self.queue
+        backlog = queue.breaker.is_open or queue.pending_count() > self.config.failure_queue.max_in_memory
+        for kind, item_id, at in self._touches.offer(touches, backlog):
+            queue.submit(TOUCH, (self._ids.new_id(), kind, item_id, at))
 
     # -- decay: forget and restore -----------------------------------------------------------------------
     def forget(self, item_id: Any, reason: Any = "forgotten by request") -> ForgetResult:
@@ -444,6 +454,9 @@ class MemoryService:
             with contextlib.suppress(Exception):
                 self.audit.close(timeout=2.0)
             return True  # a forked child that never used memory: nothing of its own to close
+        if self.config.decay.enabled:
+            with contextlib.suppress(Exception):  # touches held through an outage that has ended
+                self._submit_touches([])
         try:
             ok = self.queue.close(timeout)
         except Exception as exc:  # noqa: BLE001
@@ -497,6 +510,9 @@ class MemoryService:
             # A known outage, a closed service, or a schema not at head yet (decay's tables may not
             # exist): answer at once; the database's own warning says why.
             decay_report, decay_problems = {"enabled": True, "unavailable": True}, ()
+        if self.config.decay.enabled and not self._detached:
+            # Recall touches waiting out an outage (one per item) and those shed beyond the bound.
+            decay_report = {**decay_report, "touches": dataclasses.asdict(self._touches.stats())}
         verdict = assess(HealthFacts(
             closed=self._closed, reachable=reachable, schema_ready=schema_ready,
             pending_disk=int(q.get("pending_disk", 0)), dropped=dict(q.get("dropped") or {}),
