@@ -198,7 +198,8 @@ class Forgotten:
     def ask(self, ids: Iterable[Any]) -> None:
         if self._find is None:
             return
-        new = [i for i in dict.fromkeys(ids) if isinstance(i, str) and i and i not in self._asked]
+        asked = self._asked
+        new = list(dict.fromkeys(i for i in ids if i not in asked and isinstance(i, str) and i))
         if new:
             self._asked.update(new)
             found = self._find(new)
@@ -207,6 +208,11 @@ class Forgotten:
 
     def __contains__(self, item_id: object) -> bool:
         return item_id in self._ids
+
+    @property
+    def empty(self) -> bool:
+        """Nothing forgotten among the ids asked about (the usual case: no filtering at all)."""
+        return not self._ids
 
     def of_kind(self, kind: str) -> set[str]:
         return {i for k, i in self._gone if k == kind}
@@ -395,7 +401,8 @@ class GraphSql:
             return
         if forgotten is not None:
             forgotten.ask(w[0] for ws in wanted.values() for w in ws)  # every source's at once: one read
-            wanted = {src: forgotten.keep(w, ends=(0,)) for src, w in wanted.items()}
+            if not forgotten.empty:
+                wanted = {src: forgotten.keep(w, ends=(0,)) for src, w in wanted.items()}
         sources = sorted(wanted)
         have: dict[str, set[str]] = {}
         for i in range(0, len(sources), _CHUNK):
