@@ -184,7 +184,6 @@ class Forgotten:
     tombstones; None: nothing is forgotten, as for a schema before tombstones); ``id in forgotten``
     then answers from memory. The writer asks about every id of a batch up front, so the write
     path pays one indexed read per batch that names any id, and none for a batch that names none.
-    ``dropped`` counts the edges ``keep`` left out.
     """
 
     def __init__(self, find: Callable[[list[str]], set[Tomb]] | None = None, *,
@@ -193,7 +192,6 @@ class Forgotten:
         self._asked = set(asked)
         self._gone = set(gone)
         self._ids = {i for _, i in self._gone}
-        self.dropped = 0
 
     def ask(self, ids: Iterable[Any]) -> None:
         if self._find is None:
@@ -222,10 +220,7 @@ class Forgotten:
         self.ask(r[e] for r in rows for e in ends)
         if not self._ids:
             return list(rows)
-        kept = [r for r in rows if not any(r[e] in self._ids for e in ends)]
-        self.dropped += len(rows) - len(kept)
-        return kept
-
+        return [r for r in rows if not any(r[e] in self._ids for e in ends)]
 
 
 def _finite(value: Any, default: float) -> float:
@@ -345,7 +340,7 @@ class GraphSql:
         """
         run: list[tuple[Any, ...]] = []
         cap = self.graph_writes.max_edges_per_item
-        f = forgotten or Forgotten()
+        f = forgotten if forgotten is not None else Forgotten()
         f.ask(r[i] for r in records if len(r) == 6 for i in (1, 2))
         for r in records:
             if len(r) != 6:
@@ -371,7 +366,9 @@ class GraphSql:
             return
         rows = [(t[0], t[2], INPUT, 1.0, _finite(t[6], time.time())) for t in turns if t[2]]
         rows = [r for r in rows if edge_problem(r) is None]
-        self.upsert_edges(cur, (forgotten or Forgotten()).keep(rows, ends=(1,)), gw.max_edges_per_item)
+        if forgotten is not None:
+            rows = forgotten.keep(rows, ends=(1,))
+        self.upsert_edges(cur, rows, gw.max_edges_per_item)
 
     def turn_output_edges(self, cur: Any, turn_ids: Sequence[str], forgotten: Forgotten | None = None) -> None:
         """After finishes were applied: each turn's ``output`` edge points at the output its stored
