@@ -538,6 +538,7 @@ class MemoryService:
                       "problems": vault_report["problems"],
                       "unreadable_folders": vault_report["unreadable_folders"],
                       "not_in_database": vault_report["not_in_database"],
+                      "forgotten": vault_report["forgotten"],
                       "watching": self._watcher.observer is not None and not self._closed},
             "index": index_report,
             "graph": graph_report,

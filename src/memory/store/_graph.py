@@ -39,10 +39,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Container, Iterable, Mapping, Sequence
 from typing import Any
 
 from .._errors import StoreRejected
+from ._recall import KIND_NOTE, chunks
 
 MAX_ID = 255  # item ids: VARCHAR(255)
 MAX_TYPE = 32  # edge types: VARCHAR(32)
@@ -146,6 +147,80 @@ class GraphWrites:
 INPUT, OUTPUT, LINKS_TO = "input", "output", "links_to"
 #: ``(dst, weight, at)`` wanted for one source (see ``replace_out_edges``).
 Wanted = tuple[str, float, float]
+Rows = Sequence[Sequence[Any]]
+#: A tombstone's ``(kind, item_id)``: decay's kinds, ``event`` and ``knowledge``.
+Tomb = tuple[str, str]
+
+
+def forgotten_of(tombs: Iterable[Tomb], live_notes: Container[str]) -> set[Tomb]:
+    """The tombstones that still mean "forgotten". An event's always: nothing brings a tombstoned
+    event back but a restore, which deletes the tombstone. A note's unless a note lives at its key
+    again: a human wrote a new note there (the tombstone stays, so restoring the old note is
+    refused while its place is taken), and the new note is an item like any other."""
+    return {(k, i) for k, i in tombs if not (k == KIND_NOTE and i in live_notes)}
+
+
+def batch_ids(events: Rows, turns: Rows, finishes: Rows, edges: Rows, turn_edges: bool) -> list[Any]:
+    """The ids of a write batch that may name a forgotten item: its events, both ends of its edge
+    records and, when turns get edges, the turns' inputs and the finishes' outputs (a turn itself
+    is never forgotten). The writer looks them up at once: one indexed read per batch."""
+    ids = [e[0] for e in events] + [x for r in edges if len(r) == 6 for x in (r[1], r[2])]
+    if turn_edges:
+        ids += [t[2] for t in turns if len(t) > 2] + [f[3] for f in finishes if len(f) > 3]
+    return ids
+
+
+def forgotten_notes(rows: Mapping[str, Any], tombs: Mapping[str, str]) -> set[str]:
+    """Keys of note rows (key -> digest) that are forgotten notes coming back: the key has a note
+    tombstone and the row holds the very content forgotten (the same digest: a file the move to
+    the trash missed, or one put back by hand). Another digest is a new note written at that key."""
+    return {k for k, d in rows.items() if k in tombs and str(d)[:64] == tombs[k]}
+
+
+class Forgotten:
+    """The forgotten ids among those one transaction asked about: a memo, never shared.
+
+    ``ask(ids)`` looks up only ids not asked before, through ``find`` (the store's read of the
+    tombstones; None: nothing is forgotten, as for a schema before tombstones); ``id in forgotten``
+    then answers from memory. The writer asks about every id of a batch up front, so the write
+    path pays one indexed read per batch that names any id, and none for a batch that names none.
+    """
+
+    def __init__(self, find: Callable[[list[str]], set[Tomb]] | None = None, *,
+                 asked: Iterable[str] = (), gone: Iterable[Tomb] = ()) -> None:
+        self._find = find
+        self._asked = set(asked)
+        self._gone = set(gone)
+        self._ids = {i for _, i in self._gone}
+
+    def ask(self, ids: Iterable[Any]) -> None:
+        if self._find is None:
+            return
+        asked = self._asked
+        new = list(dict.fromkeys(i for i in ids if i not in asked and isinstance(i, str) and i))
+        if new:
+            self._asked.update(new)
+            found = self._find(new)
+            self._gone |= found
+            self._ids |= {i for _, i in found}
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._ids
+
+    @property
+    def empty(self) -> bool:
+        """Nothing forgotten among the ids asked about (the usual case: no filtering at all)."""
+        return not self._ids
+
+    def of_kind(self, kind: str) -> set[str]:
+        return {i for k, i in self._gone if k == kind}
+
+    def keep(self, rows: Sequence[Sequence[Any]], ends: Sequence[int] = (0, 1)) -> list[Any]:
+        """``rows`` without those any of whose ``ends`` (column positions) names a forgotten id."""
+        self.ask(r[e] for r in rows for e in ends)
+        if not self._ids:
+            return list(rows)
+        return [r for r in rows if not any(r[e] in self._ids for e in ends)]
 
 
 def _finite(value: Any, default: float) -> float:
@@ -254,15 +329,19 @@ class GraphSql:
             return self._rename(cur, old, new, max_edges_per_item)
 
     # -- the write path's edges (inside the caller's transaction) --------------------------------------
-    def apply_edge_records(self, cur: Any, records: Sequence[Sequence[Any]]) -> None:
+    def apply_edge_records(self, cur: Any, records: Sequence[Sequence[Any]],
+                           forgotten: Forgotten | None = None) -> None:
         """Journaled edge records ``(record_id, src, dst, type, weight, at)`` in journal order.
 
         Consecutive additions go to ``upsert_edges`` together; a removal (``dst`` and ``type``
-        None) deletes every edge from or to ``src`` after the additions before it. Raises
-        StoreRejected for an unacceptable record (the writer isolates it and dead-letters it).
+        None) deletes every edge from or to ``src`` after the additions before it. An addition
+        naming a forgotten id (either end) is left out: settled with its batch, never retried.
+        Raises StoreRejected for an unacceptable record (the writer isolates it and dead-letters it).
         """
         run: list[tuple[Any, ...]] = []
         cap = self.graph_writes.max_edges_per_item
+        f = forgotten if forgotten is not None else Forgotten()
+        f.ask(r[i] for r in records if len(r) == 6 for i in (1, 2))
         for r in records:
             if len(r) != 6:
                 raise StoreRejected(f"an edge record has 6 fields, found {len(r)}")
@@ -270,27 +349,32 @@ class GraphSql:
                 problem = edge_problem((r[1], "-", "-", 0.0))
                 if problem is not None:
                     raise StoreRejected(problem)
-                self.upsert_edges(cur, run, cap)
+                self.upsert_edges(cur, f.keep(run), cap)
                 run = []
                 self._remove(cur, r[1])
             else:
                 run.append((r[1], r[2], r[3], r[4], r[5]))
-        self.upsert_edges(cur, run, cap)
+        self.upsert_edges(cur, f.keep(run), cap)
 
-    def turn_input_edges(self, cur: Any, turns: Sequence[Sequence[Any]]) -> None:
+    def turn_input_edges(self, cur: Any, turns: Sequence[Sequence[Any]], forgotten: Forgotten | None = None) -> None:
         """``turn -> input_event_id`` (``input``) for turn rows that name an input. A replay adds
-        nothing new (same edge, same time). An input id no edge can hold is skipped, never a reason
-        to refuse the turn."""
+        nothing new (same edge, same time). An input id no edge can hold, or a forgotten one, is
+        skipped, never a reason to refuse the turn. (A turn is never forgotten: only its input is
+        looked up.)"""
         gw = self.graph_writes
         if not (gw.enabled and gw.turn_edges):
             return
         rows = [(t[0], t[2], INPUT, 1.0, _finite(t[6], time.time())) for t in turns if t[2]]
-        self.upsert_edges(cur, [r for r in rows if edge_problem(r) is None], gw.max_edges_per_item)
+        rows = [r for r in rows if edge_problem(r) is None]
+        if forgotten is not None:
+            rows = forgotten.keep(rows, ends=(1,))
+        self.upsert_edges(cur, rows, gw.max_edges_per_item)
 
-    def turn_output_edges(self, cur: Any, turn_ids: Sequence[str]) -> None:
+    def turn_output_edges(self, cur: Any, turn_ids: Sequence[str], forgotten: Forgotten | None = None) -> None:
         """After finishes were applied: each turn's ``output`` edge points at the output its stored
         (winning) finish names, or there is none. Reads what the finishes left, so the order in
-        which finishes arrived cannot matter (the same rule as the turn row)."""
+        which finishes arrived cannot matter (the same rule as the turn row). A forgotten output
+        gets no edge (a stored one the batch did not name is looked up here)."""
         gw = self.graph_writes
         if not (gw.enabled and gw.turn_edges) or not turn_ids:
             return
@@ -302,14 +386,20 @@ class GraphSql:
             for turn_id, out, finished_at in cur.fetchall():
                 ok = out and edge_problem((turn_id, out, OUTPUT, 1.0)) is None
                 wanted[turn_id] = [(out, 1.0, _finite(finished_at, time.time()))] if ok else []
-        self.replace_out_edges(cur, OUTPUT, wanted)
+        self.replace_out_edges(cur, OUTPUT, wanted, forgotten)
 
-    def replace_out_edges(self, cur: Any, kind: str, wanted: dict[str, list[Wanted]]) -> None:
+    def replace_out_edges(self, cur: Any, kind: str, wanted: dict[str, list[Wanted]],
+                          forgotten: Forgotten | None = None) -> None:
         """Make each source's outgoing ``kind`` edges exactly ``wanted[src]``: the others go, the
         missing ones are added (an edge already there keeps its weight and times: a re-sync or a
-        replay changes nothing). One read per 500 sources; deletes only where something changed."""
+        replay changes nothing). One read per 500 sources; deletes only where something changed.
+        A wanted edge to a forgotten id is not wanted (the sources are the caller's to check)."""
         if not wanted:
             return
+        if forgotten is not None:
+            forgotten.ask(w[0] for ws in wanted.values() for w in ws)  # every source's at once: one read
+            if not forgotten.empty:
+                wanted = {src: forgotten.keep(w, ends=(0,)) for src, w in wanted.items()}
         sources = sorted(wanted)
         have: dict[str, set[str]] = {}
         for i in range(0, len(sources), _CHUNK):
@@ -326,6 +416,51 @@ class GraphSql:
         add = [(src, dst, kind, weight, at) for src in sources for dst, weight, at in wanted[src]
                if dst not in have.get(src, ())]
         self.upsert_edges(cur, add, self.graph_writes.max_edges_per_item)
+
+    # -- forgotten ends (decay's tombstones, read inside the caller's transaction) ------------------------
+    def tombstones_at(self, cur: Any, ids: Sequence[str]) -> dict[Tomb, str]:
+        """``(kind, item_id) -> digest`` of the tombstones of ``ids`` (any kind): one read of the
+        ``item_id`` index per 500 ids, nothing when ``ids`` is empty."""
+        found: dict[Tomb, str] = {}
+        for chunk in chunks(list(dict.fromkeys(ids))):
+            cur.execute(f"SELECT kind, item_id, digest FROM tombstones WHERE item_id IN "
+                        f"({', '.join([self.param] * len(chunk))})", list(chunk))
+            found.update(((r[0], r[1]), r[2]) for r in cur.fetchall())
+        return found
+
+    def live_notes(self, cur: Any, keys: Sequence[str]) -> set[str]:
+        """Which of ``keys`` have a knowledge row (within the caller's transaction)."""
+        q = self.quote("key")  # type: ignore[attr-defined]
+        found: set[str] = set()
+        for chunk in chunks(list(dict.fromkeys(keys))):
+            cur.execute(f"SELECT {q} FROM knowledge WHERE {q} IN ({', '.join([self.param] * len(chunk))})",
+                        list(chunk))
+            found.update(r[0] for r in cur.fetchall())
+        return found
+
+    def forgotten(self, cur: Any, tombs: Collection[Tomb], live: Iterable[str] = ()) -> set[Tomb]:
+        """``forgotten_of(tombs)``, the notes' liveness read only for tombstoned keys not in ``live``
+        (notes the caller knows it holds); usually there is no such key and no read."""
+        live = set(live)
+        unknown = [i for k, i in tombs if k == KIND_NOTE and i not in live]
+        return forgotten_of(tombs, live | (self.live_notes(cur, unknown) if unknown else set()))
+
+    def note_tombstones(self, cur: Any, digests: Mapping[str, str],
+                        targets: Sequence[str]) -> tuple[set[str], Forgotten]:
+        """For a vault upsert of notes (key -> digest) linking to ``targets``, in one read: the notes
+        that stay out (``forgotten_notes``), and the forgotten ids among keys and targets, where the
+        notes written count as live (see ``forgotten_of``)."""
+        tombs = self.tombstones_at(cur, [*digests, *targets])
+        if not tombs:
+            return set(), self.forgotten_view(cur, asked=[*digests, *targets])
+        skip = forgotten_notes(digests, {i: d for (k, i), d in tombs.items() if k == KIND_NOTE})
+        gone = self.forgotten(cur, list(tombs), [k for k in digests if k not in skip])
+        return skip, self.forgotten_view(cur, asked=[*digests, *targets], gone=gone)
+
+    def forgotten_view(self, cur: Any, *, asked: Iterable[str] = (), gone: Iterable[Tomb] = ()) -> Forgotten:
+        """A memo of forgotten ids for one transaction (see ``Forgotten``), optionally seeded with
+        ids already looked up (``asked``) and what was found forgotten among them (``gone``)."""
+        return Forgotten(lambda ids: self.forgotten(cur, list(self.tombstones_at(cur, ids))), asked=asked, gone=gone)
 
     def _remove(self, cur: Any, item_id: str) -> int:
         p = self.param
@@ -416,4 +551,5 @@ class GraphSql:
 
 
 __all__ = ["DIRECTIONS", "EDGE_COLS", "INPUT", "LINKS_TO", "MAX_ID", "MAX_TYPE", "MYSQL", "OUTPUT", "SQLITE",
-           "EdgeRow", "GraphSql", "GraphStatements", "GraphWrites", "Wanted", "edge_problem"]
+           "EdgeRow", "Forgotten", "GraphSql", "GraphStatements", "GraphWrites", "Tomb", "Wanted", "batch_ids",
+           "edge_problem", "forgotten_notes", "forgotten_of"]

@@ -27,7 +27,7 @@ from .._errors import StoreError, StoreRejected, StoreUnavailable, exception_cha
 from ._base import Row, Store
 from ._models import is_dialect_object
 from ._decay import DecaySql
-from ._graph import LINKS_TO, GraphSql, edge_problem
+from ._graph import LINKS_TO, Forgotten, GraphSql, batch_ids, edge_problem
 from ._recall import KIND_EVENT, KIND_NOTE, RecallSql
 
 log = logging.getLogger("memory.store")
@@ -360,24 +360,26 @@ class SqlStore(RecallSql, GraphSql, DecaySql, Store):
           order after the inserts (see ``GraphSql.apply_edge_records``);
         * automatic edges (``graph_writes``): ``turn -> input`` for inserted turns, and each
           finished turn's ``output`` edge following its stored (winning) finish;
-        * tombstoned events are left out (a forgotten id that comes back stays forgotten until
-          restored), and with decay on (``decay_writes``) ``touches`` ``(record_id, kind,
-          item_id, at)`` count recalls and promote the items (see ``DecaySql.apply_touches``).
+        * tombstoned events, and edges (any of the above) with a forgotten end, are left out and
+          settled with the batch (a forgotten id that comes back stays forgotten until restored);
+          with decay on (``decay_writes``) ``touches`` ``(record_id, kind, item_id, at)`` count
+          recalls and promote the items (see ``DecaySql.apply_touches``).
         """
-        dw = self.decay_writes
+        dw, gw = self.decay_writes, self.graph_writes
         with self._errors(), self._raw_write() as cur:
-            if events and dw.tombstones:  # forget works with decay off too (a request): its tombstones hold
-                gone = self.drop_tombstoned(cur, KIND_EVENT, [e[0] for e in events])
-                if gone:
-                    events = [e for e in events if e[0] not in gone]
+            # Forget works with decay off too (a request): its tombstones hold. One look-up for the batch.
+            forgotten = self.forgotten_view(cur) if dw.tombstones else Forgotten()
+            forgotten.ask(batch_ids(events, turns, finishes, edges, gw.enabled and gw.turn_edges))
+            gone = forgotten.of_kind(KIND_EVENT)
+            events = [e for e in events if e[0] not in gone] if gone else events
             if events:
                 cur.executemany(self.insert_event_sql, events)
                 self.queue_for_index(cur, KIND_EVENT, [e[0] for e in events])
             if turns:
                 cur.executemany(self.insert_turn_sql, turns)
-                self.turn_input_edges(cur, turns)
+                self.turn_input_edges(cur, turns, forgotten)
             if edges:
-                self.apply_edge_records(cur, edges)
+                self.apply_edge_records(cur, edges, forgotten)
             if touches and dw.enabled:
                 self.apply_touches(cur, [tuple(t[1:4]) for t in touches], dw.initial_zones)
             if not finishes:
@@ -386,7 +388,7 @@ class SqlStore(RecallSql, GraphSql, DecaySql, Store):
             # the same order, which keeps InnoDB from picking one of them as a deadlock victim.
             winners = sorted(latest_finishes(finishes), key=lambda f: f[0])
             matched = sum(self._apply_finishes(cur, chunk) for chunk in finish_chunks(winners, self.finish_chunk_rows))
-            self.turn_output_edges(cur, [w[0] for w in winners])
+            self.turn_output_edges(cur, [w[0] for w in winners], forgotten)
             if matched == len(winners):
                 return []
             # Fewer rows matched than turns finished: either a turn is absent (the finish waits for
@@ -475,26 +477,37 @@ class SqlStore(RecallSql, GraphSql, DecaySql, Store):
     def upsert_sql(self, table: str) -> str:
         raise NotImplementedError
 
-    def upsert_notes(self, table: str, rows: Sequence[Row], links: Mapping[str, Sequence[str]] | None = None) -> None:
+    def upsert_notes(self, table: str, rows: Sequence[Row],
+                     links: Mapping[str, Sequence[str]] | None = None) -> list[str]:
         """Insert or replace vault rows (``NOTE_COLS[table]`` order), all in one transaction.
 
         ``links``: knowledge key -> the knowledge keys its body links to now; in the same
-        transaction each such note's ``links_to`` edges become exactly that set (when the graph's
-        ``link_edges`` are on).
+        transaction each such note's ``links_to`` edges become exactly that set, less links to
+        forgotten items (when the graph's ``link_edges`` are on). A row holding the very content
+        of a forgotten note stays out, links and all (``forgotten_notes``): returns those keys.
         """
         if not rows:
-            return
+            return []
+        gw = self.graph_writes
+        linked = table == "knowledge" and links is not None and gw.enabled and gw.link_edges
         with self._errors(), self._raw_write() as cur:
-            cur.executemany(self.upsert_sql(table), list(rows))
+            skipped: set[str] = set()
+            forgotten: Forgotten | None = None
+            if table == "knowledge" and self.decay_writes.tombstones:
+                digest = self.NOTE_COLS[table].index("digest")
+                skipped, forgotten = self.note_tombstones(cur, {r[0]: r[digest] for r in rows}, [
+                    t for ts in (links or {}).values() for t in ts] if linked else [])
+            if rows := [r for r in rows if r[0] not in skipped]:
+                cur.executemany(self.upsert_sql(table), rows)
             if table == "knowledge":
                 self.queue_for_index(cur, KIND_NOTE, [r[0] for r in rows])
-                gw = self.graph_writes
-                if links is not None and gw.enabled and gw.link_edges:
-                    at = time.time()
-                    self.replace_out_edges(cur, LINKS_TO, {
-                        key: [(dst, 1.0, at) for dst in dict.fromkeys(targets)
-                              if dst != key and edge_problem((key, dst, LINKS_TO, 1.0)) is None]
-                        for key, targets in links.items()})
+            if linked and links is not None:
+                at = time.time()
+                self.replace_out_edges(cur, LINKS_TO, {
+                    key: [(dst, 1.0, at) for dst in dict.fromkeys(targets)
+                          if dst != key and edge_problem((key, dst, LINKS_TO, 1.0)) is None]
+                    for key, targets in links.items() if key not in skipped}, forgotten)
+            return sorted(skipped)
 
     def delete_notes(self, table: str, keys: Sequence[str], *, forget_edges: bool = False,
                      renames: Sequence[tuple[str, str]] = ()) -> None:

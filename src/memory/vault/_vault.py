@@ -106,6 +106,7 @@ class Vault:
         self._folders: dict[str, str] = {}  # folder -> why its entries could not be seen (last sync)
         self._unreadable: set[str] = set()  # notes present but not read at the last sync
         self._not_in_db: set[str] = set()  # readable notes the database does not hold (rejected)
+        self._forgotten: dict[str, str] = {}  # path -> key: a forgotten note's content, kept out on purpose
         self._conflicts: set[str] = set()
         self._loaded = False
         self.db_pending = True  # the database has not yet caught up with the files
@@ -174,6 +175,7 @@ class Vault:
                 if db_known is not None:
                     # Entries the DB lacks but metadata has: keep them unsynced so they are re-sent.
                     known = {**{p: dataclasses.replace(k, synced=False) for p, k in known.items()}, **db_known}
+                    self._forgotten = {p: k for p, k in self._forgotten.items() if p not in db_known}  # restored
             snap = snapshot(self.root, known, self.max_bytes)
             the_plan = plan(snap.states, known)
             ok, refused = self._apply(the_plan, snap, known)
@@ -229,6 +231,7 @@ class Vault:
                           links: dict[str, tuple[str, ...]] | None = None) -> list[tuple[str, str]]:
         """Upsert rows; a batch the database rejects is split until each bad row stands alone.
         ``links`` (knowledge key -> keys it links to) go with their rows (the graph's edges).
+        Rows the store left out as forgotten notes are noted in ``_forgotten``.
 
         Returns (path, reason) of the rows rejected. Transient errors propagate (the caller
         retries the whole sync later); a connection dropped *because of* a row (MySQL's
@@ -241,7 +244,8 @@ class Vault:
             part = pending.pop()
             try:
                 part_links = None if links is None else {row[0]: links[row[0]] for _, row in part if row[0] in links}
-                self.store.upsert_notes(table, [row for _, row in part], part_links)
+                gone = set(self.store.upsert_notes(table, [row for _, row in part], part_links))
+                self._forgotten.update((rel, row[0]) for rel, row in part if row[0] in gone)
             except StoreError as exc:
                 if exc.transient and not (getattr(exc, "row_suspect", False) and self.store.ping()):
                     raise
@@ -284,7 +288,10 @@ class Vault:
         for rel, why in the_plan.invalid:
             self._problems[rel] = why
         ok = self.store is not None
+        forgotten_before = dict(self._forgotten)
         if self.store is not None and (touched or gone):
+            for rel in (*touched, *gone):  # the store says again which of them stay out
+                self._forgotten.pop(rel, None)
             try:
                 for table in ("configs", "knowledge"):
                     self.store.delete_notes(table, deletes[table], forget_edges=True,
@@ -292,7 +299,11 @@ class Vault:
                     refused += self._upsert_isolating(table, rows[table], links if table == "knowledge" else None)
             except StoreError as exc:
                 ok = False
+                self._forgotten = forgotten_before
                 log.warning("vault sync could not reach the database (%s); will retry", exc)
+        self._forgotten = {p: k for p, k in self._forgotten.items() if p in states}
+        for rel in sorted(self._forgotten.keys() - forgotten_before.keys()):  # once, not at every sync
+            log.info("vault: %s holds a forgotten note's content; it stays out of the database until restored", rel)
         if ok:
             self._not_in_db -= {*touched, *gone}
             for rel, why in refused:
@@ -405,7 +416,10 @@ class Vault:
         return self._search_files(words, limit)
 
     def _search_files(self, words: list[str], limit: int) -> list[Note]:
-        return rank(((score_note(n.title, n.content, n.tags, words), n.key, n) for n in self.list_knowledge()), limit)
+        with self.lock:
+            forgotten = set(self._forgotten)
+        return rank(((score_note(n.title, n.content, n.tags, words), n.key, n) for n in self.list_knowledge()
+                     if n.path not in forgotten), limit)
 
     def _search_database(self, words: list[str], limit: int) -> list[Note]:
         assert self.store is not None
@@ -486,6 +500,7 @@ class Vault:
         table = "configs" if kind == "config" else "knowledge"
         ok = self.store is not None
         refused: list[tuple[str, str]] = []
+        forgotten = self._forgotten.pop(rel, None)
         try:
             if self.store is not None:
                 if state is None:
@@ -499,6 +514,8 @@ class Vault:
                         refused = [(rel, str(exc))]
         except StoreError as exc:
             ok = False
+            if forgotten is not None:
+                self._forgotten[rel] = forgotten
             log.warning("vault: %s written, database not updated yet (%s)", rel, exc)
         if ok:
             self._not_in_db.discard(rel)
@@ -556,10 +573,13 @@ class Vault:
 
     def report(self) -> dict[str, Any]:
         """For health(): every problem in plain words, and the two kinds that mean the database
-        cannot match the files — folders that could not be read, notes it does not hold."""
+        cannot match the files — folders that could not be read, notes it does not hold — and the
+        notes it leaves out on purpose (a forgotten note's content, as of the last sync)."""
         with self.lock:
             return {"problems": self.problems(), "unreadable_folders": sorted(f"{f}/" for f in self._folders),
-                    "not_in_database": sorted(self._not_in_db)}
+                    "not_in_database": sorted(self._not_in_db), "forgotten": {
+                        p: f"the content of a forgotten note: kept out of memory until `memory restore {k}` brings "
+                           "it back (an edited file is a new note)" for p, k in sorted(self._forgotten.items())}}
 
     def check(self) -> dict[str, Any]:
         """Invalid files, conflicts, and files and rows that disagree."""
@@ -582,11 +602,13 @@ class Vault:
             folders = {f"{f}/" if f else "./": f"this folder {why}" for f, why in snap.unlisted.items()}
             invalid = {**self.problems(), **fresh, **folders}
             not_in_db = set(self._not_in_db)
+            forgotten = set(self._forgotten)
         files = {p: s.digest for p, s in snap.states.items() if s.digest is not None}
         out: dict[str, Any] = {"root": str(self.root), "files": len(files), "invalid": dict(sorted(invalid.items())),
                                "conflicts": self.conflicts(), "database": rows is not None}
         if rows is not None:
-            out["missing_rows"] = sorted(p for p in files if p not in rows)
+            out["missing_rows"] = sorted(p for p in files if p not in rows and p not in forgotten)
+            out["forgotten"] = sorted(forgotten & set(files))
             out["orphan_rows"] = sorted(p for p in rows if p not in snap.states)
             out["stale_rows"] = sorted(p for p in files if p in rows and rows[p] != files[p])
         # Rows cannot agree with files that were not seen or that the database refused.
