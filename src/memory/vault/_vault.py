@@ -35,7 +35,8 @@ from ..store import SqlStore
 from ._fs import Refused, read_at, read_note, walk, write_root_file
 from ._layout import KNOWLEDGE_DIR, METADATA_FILE, config_path, is_note_path, key_of, knowledge_path, user_key
 from ._links import knowledge_keys, link_targets
-from ._parse import Parsed, parse, render
+from ._note import Note, SyncReport, binary, decode, inside, note_from_bytes, to_note
+from ._parse import parse, render
 from ._plan import FileState, Known, Plan, plan
 from ._scan import Snapshot, digest_of, snapshot
 from ._search import ESCAPE, like_patterns, rank, score, score_note, words_of
@@ -43,53 +44,6 @@ from ._swap import cas_delete, cas_write
 
 log = logging.getLogger("memory.vault")
 MAX_TITLE_BYTES = 65_535  # the title column is TEXT: 64 KB on MySQL (SQLite does not check)
-
-
-@dataclasses.dataclass(frozen=True)
-class Note:
-    """One vault document, parsed. ``content`` is the body without front matter."""
-
-    key: str
-    kind: str  # "config" or "knowledge"
-    category: str
-    path: str  # relative to the vault root, POSIX separators
-    title: str
-    content: str
-    metadata: dict[str, Any]
-    tags: tuple[str, ...] = ()
-    headings: tuple[str, ...] = ()
-    links: tuple[str, ...] = ()
-    digest: str = ""
-    invalid: str | None = None
-    conflict_path: str | None = None  # set when a write went to a conflict copy instead
-
-
-@dataclasses.dataclass(frozen=True)
-class SyncReport:
-    new: int
-    modified: int
-    moved: int
-    deleted: int
-    unchanged: int
-    invalid: tuple[tuple[str, str], ...]  # (path, why): not read, or not stored in the database
-    database_ok: bool
-    seconds: float
-
-
-def _decode(data: bytes) -> tuple[str, str | None]:
-    try:
-        return data.decode("utf-8").lstrip("\ufeff"), None
-    except UnicodeDecodeError as exc:
-        return data.decode("utf-8", "replace"), f"not valid UTF-8 (byte {exc.start}); decoded with replacement"
-
-
-def _binary(data: bytes) -> bool:
-    return b"\x00" in data[:8192]
-
-
-def _inside(rel: object) -> bool:
-    """A relative path that names something below the vault root (for paths read from caches)."""
-    return isinstance(rel, str) and bool(rel) and not rel.startswith("/") and ".." not in rel.split("/")
 
 
 class Vault:
@@ -121,12 +75,12 @@ class Vault:
         try:
             data = json.loads(read_note(self.root, METADATA_FILE, None)[1].decode("utf-8"))
             for path, e in data["files"].items():
-                if not _inside(path):
+                if not inside(path):
                     continue
                 self._known[path] = Known(str(e["digest"]), int(e["mtime_ns"]), int(e["size"]), bool(e["synced"]))
                 if e.get("invalid"):
                     self._problems[path] = str(e["invalid"])
-            self._conflicts = {c for c in data.get("conflicts", []) if _inside(c) and os.path.lexists(self.root / c)}
+            self._conflicts = {c for c in data.get("conflicts", []) if inside(c) and os.path.lexists(self.root / c)}
         except FileNotFoundError:
             pass
         except (OSError, Refused, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -199,7 +153,7 @@ class Vault:
                   keys: Iterable[str] = ()) -> tuple[str, tuple[Any, ...], tuple[str, ...]]:
         """(table, row, the knowledge keys it links to) for a note (``keys``: the knowledge keys
         that exist, to resolve links by name); raises ValueError if the database could not hold it."""
-        text, decode_problem = _decode(data)
+        text, decode_problem = decode(data)
         parsed = parse(text, rel)
         problem = "; ".join(p for p in (decode_problem, parsed.invalid) if p)
         if problem:
@@ -358,19 +312,11 @@ class Vault:
             return None
         except OSError:
             return None
-        return None if _binary(data) else self._from_bytes(rel, data)
-
-    def _from_bytes(self, rel: str, data: bytes) -> Note:
-        text, problem = _decode(data)
-        return self._to_note(rel, parse(text, rel), digest_of(data), problem)
+        return None if binary(data) else self._from_bytes(rel, data)
 
     @staticmethod
-    def _to_note(rel: str, p: Parsed, digest: str, problem: str | None = None,
-                 conflict: str | None = None) -> Note:
-        kind, key, category = key_of(rel)
-        invalid = "; ".join(x for x in (problem, p.invalid) if x) or None
-        return Note(key, kind, category, rel, p.title, p.body, p.metadata, p.tags, p.headings, p.links, digest,
-                    invalid, conflict)
+    def _from_bytes(rel: str, data: bytes) -> Note:
+        return note_from_bytes(rel, data)
 
     def _rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -396,7 +342,7 @@ class Vault:
                 _, data = read_at(dir_fd, name, self.max_bytes)
             except (OSError, Refused):
                 return
-            if not _binary(data):
+            if not binary(data):
                 notes.append(self._from_bytes(rel, data))
 
         walk(self.root, visit, tops=(KNOWLEDGE_DIR,))
@@ -446,7 +392,7 @@ class Vault:
         out: list[Note] = []
         for path in rank(scored, len(scored)):
             # A path from the database is only read if it names a knowledge note inside the vault.
-            note = extra.get(path) or (self._read(path) if is_note_path(path) and _inside(path)
+            note = extra.get(path) or (self._read(path) if is_note_path(path) and inside(path)
                                        and path.startswith(KNOWLEDGE_DIR + "/") else None)
             if note is not None:  # gone or unreadable since the last sync: the next one stands in
                 out.append(note)
@@ -487,12 +433,12 @@ class Vault:
                 self._report_conflict(conflict, "service write", note=rel)
                 log.warning("vault conflict: %s changed since it was last synced; wrote %s instead", rel,
                             outcome.conflict)
-                return self._to_note(rel, parse(text, rel), digest_of(data), conflict=conflict)
+                return to_note(rel, parse(text, rel), digest_of(data), conflict=conflict)
             st = outcome.stat
             # Just written, so its mtime is "now": racy by definition (no shortcut next time).
             state = FileState(rel, st.st_mtime_ns if st else -1, len(data), digest_of(data), racy=True)
             self._sync_one(rel, data, state)
-            return self._to_note(rel, parse(text, rel), state.digest or "")
+            return to_note(rel, parse(text, rel), state.digest or "")
 
     def _sync_one(self, rel: str, data: bytes | None, state: FileState | None) -> None:
         """Push one file's new state (or its deletion, when ``state`` is None) to the database."""
