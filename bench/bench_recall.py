@@ -23,6 +23,9 @@ and, if reachable, MariaDB at 127.0.0.1:3306 in a database created and dropped h
   (SQLite only).
 
 Timings are wall clock on a shared machine: the load average is printed with the tables.
+
+The corpus and queries are built in ``recall_corpus``, the tables written by ``recall_tables``;
+this module measures.
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ import json
 import logging
 import operator
 import os
-import random
 import shutil
 import sys
 import tempfile
@@ -49,7 +51,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from _common import MYSQL_URL, mysql_admin, mysql_available, pct, service_cfg, table  # noqa: E402
+from _common import MYSQL_URL, mysql_admin, mysql_available, pct, service_cfg  # noqa: E402
+from recall_corpus import (K, Item, Query, Vocab, known_item_queries, labelled, make_corpus,  # noqa: E402
+                           vocabulary, write_vault)
+from recall_tables import tables  # noqa: E402  (re-exported: ./dev bench calls bench_recall.tables)
+from recall_vocab import EN  # noqa: E402
 
 from memory import MemoryService  # noqa: E402
 from memory.index._documents import embedder_id, event_document, note_document  # noqa: E402
@@ -57,9 +63,7 @@ from memory.index._indexer import Reindexer  # noqa: E402
 from memory.index._mirror import VectorMirror  # noqa: E402
 from memory.index._vectors import VectorFilter  # noqa: E402
 
-DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
-K = 10
-LANGS = ("en", "zh", "ko")
+__all__ = ["Sizes", "main", "run", "tables"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,113 +89,6 @@ class Sizes:
     def quick() -> Sizes:
         return Sizes(4_000, 500, 15, 6, 1, 4, 250, 8_000, 200, 12, 40, 5.0)
 
-
-# -- the corpus ---------------------------------------------------------------------------------
-
-from recall_vocab import EN, LANG_DATA, WHAT, WHO  # noqa: E402  (data only, in its own module)
-
-
-
-@dataclasses.dataclass(frozen=True)
-class Item:
-    kind: str  # "knowledge" or "event"
-    ref: str  # note key, or the event's position until it has an id
-    lang: str
-    title: str
-    tags: tuple[str, ...]
-    body: str
-    session_key: str | None
-    facets: tuple[tuple[str, str], ...]  # (slot, value) of one sentence: known-item queries use them
-
-
-@dataclasses.dataclass(frozen=True)
-class Query:
-    lang: str
-    text: str
-    expected: tuple[str, ...]  # "kind:ref" items that must be in the top 10
-    ambiguous: bool  # more than K items contain every query word: not counted in the hit rate
-    source: str  # "known-item" or "labelled"
-
-
-Vocab = dict[str, dict[str, list[str]]]
-
-
-def vocabulary(banned: set[str]) -> Vocab:
-    """Slot words without any labelled query word (English: whole words; Chinese and Korean: a
-    substring either way), so each labelled query keeps exactly its answers among the distractors."""
-    def clash(lang: str, w: str) -> bool:
-        if lang == "en":
-            return bool(set(w.lower().split()) & {b.lower() for b in banned})
-        return any(b in w or w in b for b in banned)
-
-    return {lang: {slot: [w for w in words if not clash(lang, w)] or list(words) for slot, words in slots.items()}
-            for lang, (slots, _, _) in LANG_DATA.items()}
-
-
-def _fill(vocab: Vocab, lang: str, template: str, rng: random.Random) -> tuple[str, tuple[tuple[str, str], ...]]:
-    slots: dict[str, Any] = {k: rng.choice(words) for k, words in vocab[lang].items()}
-    slots.update(code=f"{rng.choice('ACDJKLMNQSTUZ')}{rng.choice('ABFHKLUXZ')}{rng.randint(100, 9999)}",
-                 hour=rng.randint(6, 22), minute=f"{rng.randint(0, 59):02d}")
-    facets = tuple((f, slots[f]) for f in (*WHO[lang], *WHAT) if "{" + f + "}" in template)
-    return template.format(**slots), facets
-
-
-def make_corpus(vocab: Vocab, notes: int, events: int, seed: int, prefix: str = "n") -> list[Item]:
-    """``notes`` notes then ``events`` events, languages 50 % en / 25 % zh / 25 % ko."""
-    rng = random.Random(seed)
-    out: list[Item] = []
-    folders = ("people", "trips", "projects", "home", "health", "work", "money", "food")
-    for i in range(notes + events):
-        lang = LANGS[(0, 0, 1, 2)[i % 4]]
-        v, (_, ev_templates, note_templates) = vocab[lang], LANG_DATA[lang]
-        if i < notes:
-            parts = [_fill(vocab, lang, rng.choice(note_templates), rng) for _ in range(rng.randint(3, 7))]
-            title_src, facets = parts[0]
-            title = title_src.split("，")[0].split(",")[0].split(" 씨는")[0][:40].rstrip("。.")
-            body = "\n\n".join(p for p, _ in parts[1:])
-            tags = (rng.choice(v["city"]), rng.choice(folders))
-            out.append(Item("knowledge", f"{rng.choice(folders)}/{prefix}{lang}-{i:06d}", lang, title, tags,
-                            f"{parts[0][0]}\n\n{body}", None, facets))
-        else:
-            text, facets = _fill(vocab, lang, rng.choice(ev_templates), rng)
-            out.append(Item("event", str(i), lang, "", (), text, f"chat:user-{rng.randrange(200):03d}", facets))
-    return out
-
-
-def write_vault(root: Path, notes: Sequence[Item], headings: dict[str, Sequence[str]] | None = None) -> None:
-    for n in notes:
-        p = root / "knowledge" / f"{n.ref}.md"
-        p.parent.mkdir(parents=True, exist_ok=True)
-        heads = "".join(f"## {h}\n\n" for h in (headings or {}).get(n.ref, ()))
-        p.write_text(f"---\ntitle: {json.dumps(n.title, ensure_ascii=False)}\ntags: "
-                     f"{json.dumps(list(n.tags), ensure_ascii=False)}\n---\n# {n.title}\n\n{heads}{n.body}\n",
-                     encoding="utf-8")
-
-
-def labelled() -> tuple[list[Item], dict[str, list[str]], list[dict[str, Any]], list[dict[str, Any]]]:
-    corpus = json.loads((DATA / "recall_corpus.json").read_text(encoding="utf-8"))
-    queries = json.loads((DATA / "recall_queries.json").read_text(encoding="utf-8"))["queries"]
-    notes = [Item("knowledge", n["key"], "", n["title"], tuple(n["tags"]), n["body"], None, ())
-             for n in corpus["notes"]]
-    headings = {n["key"]: n["headings"] for n in corpus["notes"]}
-    return notes, headings, corpus["events"], [q for q in queries if q["type"] == "keyword"]
-
-
-def known_item_queries(items: Sequence[Item], per_lang: int, seed: int) -> list[Query]:
-    rng = random.Random(seed)
-    out: list[Query] = []
-    for lang in LANGS:
-        pool = []
-        for it in items:
-            slots = dict(it.facets)
-            if it.lang == lang and all(w in slots for w in WHO[lang]) and any(w in slots for w in WHAT):
-                pool.append((it, [slots[w] for w in WHO[lang]], [slots[w] for w in WHAT if w in slots]))
-        texts = [" ".join((i.title, *i.tags, i.body)) for i in items if i.lang == lang]
-        for it, who, what in rng.sample(pool, min(per_lang, len(pool))):
-            words = who + rng.sample(what, min(len(what), 2))
-            containing = sum(1 for t in texts if all(w in t for w in words))
-            out.append(Query(lang, " ".join(words), (f"{it.kind}:{it.ref}",), containing > K, "known-item"))
-    return out
 
 
 # -- backends and services ----------------------------------------------------------------------
@@ -573,124 +470,6 @@ def run(backends: Sequence[str], sizes: Sizes, minilm: bool = True) -> dict[str,
     return out
 
 
-# -- the tables ---------------------------------------------------------------------------------
-
-def _ms(lat: Sequence[float]) -> str:
-    return f"{pct(list(lat), 50):.1f} / {pct(list(lat), 95):.1f} ms"
-
-
-def _hits(hits: dict[str, list[bool]], source: str, langs: Sequence[str] = LANGS) -> str:
-    parts = []
-    for lang in langs:
-        h = hits.get(f"{source}:{lang}", [])
-        if h:
-            parts.append(f"{lang} {sum(h)}/{len(h)}")
-    return ", ".join(parts) or "-"
-
-
-def _rate(n: float, s: float) -> str:
-    return f"{n / s:,.0f}/s" if s > 0 else "-"
-
-
-def backend_rows(b: str, r: dict[str, Any]) -> list[tuple[str, ...]]:
-    mb, lo, ix = 1024 * 1024, r["load"], r["index"]
-    hyb_lat, hyb_hits = r["hybrid"].lat, r["hybrid"].hits
-    kw_lat, kw_hits = r["keyword"].lat, r["keyword"].hits
-    like_lat, like_hits = r["like"].lat, r["like"].hits
-    per100k = 100_000 / max(1, ix["vectors"])
-    rows = [
-        (b, f"load: {lo['events']:,} events (writer) / {lo['notes']:,} notes (vault_sync)",
-         f"{lo['events_s']:.1f} / {lo['notes_s']:.1f} s", "setup",
-         f"{_rate(lo['events'], lo['events_s'])} / {_rate(lo['notes'], lo['notes_s'])}"),
-        (b, f"indexer draining the outbox ({ix['indexed']:,} items, loop_once)", _rate(ix["indexed"], ix["drain_s"]),
-         "≥ 2,000/s", f"{ix['indexed'] / ix['drain_s'] / ix['cpu_only']:.2f}× its CPU work alone "
-                      f"({ix['cpu_only']:,.0f}/s: terms, digest, hash embedding)"),
-        (b, "then the first-start backfill sweep (nothing left to index)", f"{ix['backfill_s']:.1f} s", "",
-         f"{ix['backfill_s'] / ix['drain_s']:.2f}× the drain"),
-        (b, "recall p50 / p95, hybrid (hash, query embedding included)", _ms(hyb_lat), "p95 ≤ 20 ms",
-         f"p50 {pct(like_lat, 50) / pct(hyb_lat, 50):.1f}× faster than the LIKE scan"),
-        (b, "recall p95 by query language, hybrid", ", ".join(
-            f"{lang} {pct([x for x, g in zip(hyb_lat, r['hybrid'].langs) if g == lang], 95):.1f} ms" for lang in LANGS),
-         "", "of the same queries"),
-        (b, "recall p50 / p95, hybrid, session_key set (1 of 200 sessions)", _ms(r["session"]), "", ""),
-        (b, "recall p50 / p95, keyword only (embedder: none)", _ms(kw_lat), "",
-         f"p95 {pct(hyb_lat, 95) / pct(kw_lat, 95):.2f}× → hybrid"),
-        (b, f"baseline: search_knowledge LIKE scan p50 / p95 (notes only, {r['like_n']} queries)", _ms(like_lat),
-         "baseline", ""),
-    ]
-    if "cosine" in r:
-        c = r["cosine"]
-        rows.append((b, f"baseline: brute-force pure-Python cosine, {c['items']:,} vectors ({c['n']} queries)",
-                     f"{c['p50']:,.0f} ms p50, {c['max']:,.0f} ms max", "baseline",
-                     f"hybrid recall p50 {c['p50'] / pct(hyb_lat, 50):,.0f}× faster; top-10 overlap with the "
-                     f"exact NumPy search {c['agree']}/{c['n'] * K}"))
-    rows += [
-        (b, "hit@10 known-item queries, hybrid", _hits(hyb_hits, "known-item"), "zh, ko 100 %",
-         f"{r['ambiguous']} queries contained entirely by > 10 items not counted"),
-        (b, "hit@10 labelled set (tests/data) among the distractors, hybrid", _hits(hyb_hits, "labelled"),
-         "zh, ko 100 %", "every expected item in the top 10"),
-        (b, "hit@10 known-item / labelled, keyword only",
-         f"{_hits(kw_hits, 'known-item')} / {_hits(kw_hits, 'labelled')}", "", ""),
-        (b, "hit@10 known-item / labelled, search_knowledge (note targets)",
-         f"{_hits(like_hits, 'known-item')} / {_hits(like_hits, 'labelled')}", "baseline", ""),
-        (b, f"vector index: health vector_bytes ({ix['vectors']:,} vectors)", f"{ix['vector_bytes'] / mb:.1f} MB",
-         "", f"{ix['vector_bytes'] * per100k / mb:.1f} MB per 100k items"),
-        (b, "process RSS delta across the drain (mirror + caches)", f"{ix['rss_delta'] / mb:.0f} MB", "",
-         f"{ix['rss_delta'] * per100k / mb:.0f} MB per 100k items"),
-        (b, "a fresh process loading the mirror: time / RSS delta",
-         f"{r['mirror']['s']:.2f} s / {r['mirror']['rss'] / mb:.0f} MB", "",
-         f"{r['mirror']['rss'] / max(1, ix['vector_bytes']):.2f}× vector_bytes"),
-    ]
-    rl, rd, ri = r["rload"], r["rdrain"], r["reindex"]
-    rows.append((b, f"reindex full=True of a {rl['notes']:,}-note vault (Reindexer)", f"{ri['s']:.1f} s", "≤ 30 s",
-                 f"{ri['s'] / rl['notes_s']:.2f}× its cold vault_sync ({rl['notes_s']:.1f} s); first indexing "
-                 f"{rd['drain_s']:.1f} s"))
-    a = r["append"]
-    rows.append((b, f"append_event p50 / p99, indexer busy ({len(a['on']):,} paced calls)",
-                 f"{pct(a['on'], 50):.1f} / {pct(a['on'], 99):.1f} µs", "p99 ≤ 1.2× off",
-                 f"p99 {pct(a['on'], 99) / pct(a['off'], 99):.2f}× off; the indexer did {a['items']:,} items, "
-                 f"{a['idle_batches']} idle batches"))
-    rows.append((b, "append_event p50 / p99, recall: {enabled: false} (interleaved rounds)",
-                 f"{pct(a['off'], 50):.1f} / {pct(a['off'], 99):.1f} µs", "baseline", ""))
-    return rows
-
-
-def tables(res: dict[str, Any]) -> str:
-    sizes: Sizes = res["sizes"]
-    rows: list[tuple[str, ...]] = []
-    missed: list[str] = []
-    for b, r in res["backends"].items():
-        rows += backend_rows(b, r)
-        missed += [f"- {b}: {m}" for m in r["misses"]]
-    out = [f"### {sizes.items:,} items (half notes, half events; en 50 %, zh 25 %, ko 25 %), embedder hash\n",
-           table(rows, ("backend", "measure", "result", "target", "ratio / note"))]
-    if missed:
-        out += ["\nHybrid misses (counted queries; ranks in the top 10, - = absent):\n", *missed]
-    m = res["minilm"]
-    out.append("\n### embedder: minilm (all-MiniLM-L6-v2, SQLite)\n")
-    if "skipped" in m:
-        out.append(f"skipped: {m['skipped']}")
-    else:
-        lat, hits = m["hybrid"].lat, m["hybrid"].hits
-        ix = m["index"]
-        out.append(table([
-            ("model load (first embed)", f"{m['load_s']:.1f} s", "", ""),
-            (f"embed() throughput, {sizes.minilm_probe} texts, torch default ({m['threads']} threads)",
-             f"{m['embed_rate']:,.0f}/s", "", "the model alone"),
-            (f"indexer draining {ix['indexed']:,} items", _rate(ix["indexed"], ix["drain_s"]), "",
-             f"{ix['indexed'] / ix['drain_s'] / m['embed_rate']:.2f}× embed() alone"
-             + (" (item count cut to fit the time budget)" if m["reduced"] else "")),
-            (f"recall p50 / p95, hybrid, {m['n']:,} items", _ms(lat), "p95 ≤ 35 ms", "query embedding included"),
-            ("hit@10 known-item queries", _hits(hits, "known-item"), "", ""),
-            ("embed() throughput, torch.set_num_threads(1)", f"{m['embed_rate_1']:,.0f}/s", "",
-             f"{m['embed_rate_1'] / m['embed_rate']:.2f}× the default"),
-            ("recall p50 / p95, torch.set_num_threads(1)", _ms(m["hybrid_1"]), "p95 ≤ 35 ms",
-             f"p95 {pct(m['hybrid_1'], 95) / pct(lat, 95):.2f}× the default"),
-        ], ("measure", "result", "target", "note")))
-    la, lb = res["load_before"], res["load_after"]
-    out.append(f"\nload average before {la[0]:.2f} / after {lb[0]:.2f} ({os.cpu_count()} cores, shared machine); "
-               f"total {res['elapsed']:.0f} s")
-    return "\n".join(out)
 
 
 def main() -> None:

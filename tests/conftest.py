@@ -121,12 +121,19 @@ def service_config(dsn: str, root: Path, **queue: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def make_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., MemoryService]]:
-    """Build services on one folder; each is closed and reconciled (``check()``) at teardown."""
+    """Build services on one folder; each is closed and reconciled (``check()``) at teardown.
+
+    ``queue`` keywords go to ``failure_queue:``; ``sections`` adds (or replaces) whole config
+    sections, e.g. ``sections={"graph": {"enabled": False}}``.
+    """
     monkeypatch.delenv("MEMORY_DATABASE_DSN", raising=False)
     made: list[MemoryService] = []
 
-    def make(dsn: str, root: Path | None = None, **queue: Any) -> MemoryService:
-        svc = MemoryService.from_config(service_config(dsn, root or tmp_path, **queue))
+    def make(dsn: str, root: Path | None = None, *, sections: dict[str, Any] | None = None,
+             **queue: Any) -> MemoryService:
+        cfg = service_config(dsn, root or tmp_path, **queue)
+        cfg.update(sections or {})
+        svc = MemoryService.from_config(cfg)
         made.append(svc)
         return svc
 

@@ -9,9 +9,8 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,37 +20,15 @@ from memory.queue._admin import dead_letters, describe
 from .conftest import service_config, wait_for
 from .faultproxy import FaultProxy
 
-Build = Callable[..., MemoryService]
-
-
-@pytest.fixture
-def build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Build]:
-    """Services on one folder with extra config sections; closed (and reconciled) at teardown."""
-    monkeypatch.delenv("MEMORY_DATABASE_DSN", raising=False)
-    made: list[MemoryService] = []
-
-    def make(dsn: str, *, queue: dict[str, Any] | None = None, **sections: Any) -> MemoryService:
-        cfg = service_config(dsn, tmp_path, **(queue or {}))
-        cfg.update(sections)
-        svc = MemoryService.from_config(cfg)
-        made.append(svc)
-        return svc
-
-    yield make
-    for svc in made:
-        if not svc._closed:
-            svc.flush(10)
-            problems = svc.check()
-            svc.close()
-            assert problems == [], problems
+Make = Callable[..., MemoryService]
 
 
 def triples(edges: list[Edge]) -> list[tuple[str, str, str, float]]:
     return [(e.src, e.dst, e.type, e.weight) for e in edges]
 
 
-def test_add_edge_reads_its_writes_and_survives_a_restart(build: Build, dsn: str) -> None:
-    svc = build(dsn)
+def test_add_edge_reads_its_writes_and_survives_a_restart(make_service: Make, dsn: str) -> None:
+    svc = make_service(dsn)
     e = svc.graph.add_edge("a", "b", "cites", 0.5)
     assert (e.src, e.dst, e.type, e.weight) == ("a", "b", "cites", 0.5) and e.created_at == e.updated_at > 0
     svc.graph.add_edge("a", "c")
@@ -59,15 +36,15 @@ def test_add_edge_reads_its_writes_and_survives_a_restart(build: Build, dsn: str
     assert triples(svc.graph.edges("a")) == [("a", "c", "related_to", 1.0), ("a", "b", "cites", 0.5)]
     assert svc.flush(10)
     svc.close()
-    again = build(dsn)
+    again = make_service(dsn)
     assert triples(again.graph.edges("a")) == [("a", "c", "related_to", 1.0), ("a", "b", "cites", 0.5)]
     assert triples(again.graph.edges("b", "in")) == [("a", "b", "cites", 0.5)]
     assert again.graph.related("b", depth=2) == [("a", 1), ("c", 2)]
     assert again.graph.count() == 2
 
 
-def test_re_adding_updates_the_weight_never_duplicates(build: Build, dsn: str) -> None:
-    svc = build(dsn)
+def test_re_adding_updates_the_weight_never_duplicates(make_service: Make, dsn: str) -> None:
+    svc = make_service(dsn)
     for w in (0.1, 0.7, 0.4):
         svc.graph.add_edge("x", "y", "likes", w)
     assert triples(svc.graph.edges("x")) == [("x", "y", "likes", 0.4)]  # pending: the latest wins
@@ -78,8 +55,8 @@ def test_re_adding_updates_the_weight_never_duplicates(build: Build, dsn: str) -
     assert triples(svc.graph.edges("x")) == [("x", "y", "likes", 0.9)] and svc.graph.count() == 1
 
 
-def test_the_cap_evicts_the_lowest_weight_then_the_oldest(build: Build, dsn: str) -> None:
-    svc = build(dsn, graph={"max_edges_per_item": 3})
+def test_the_cap_evicts_the_lowest_weight_then_the_oldest(make_service: Make, dsn: str) -> None:
+    svc = make_service(dsn, sections={"graph": {"max_edges_per_item": 3}})
     svc.graph.add_edge("hub", "old-low", weight=0.2)
     assert svc.flush(10)
     svc.graph.add_edge("hub", "new-low", weight=0.2)
@@ -93,8 +70,8 @@ def test_the_cap_evicts_the_lowest_weight_then_the_oldest(build: Build, dsn: str
     assert [e.dst for e in svc.graph.edges("hub")] == ["high", "mid", "new-low"]
 
 
-def test_remove_item_removes_both_directions_in_journal_order(build: Build, dsn: str) -> None:
-    svc = build(dsn)
+def test_remove_item_removes_both_directions_in_journal_order(make_service: Make, dsn: str) -> None:
+    svc = make_service(dsn)
     svc.graph.add_edge("n", "m")
     svc.graph.add_edge("k", "n")
     svc.graph.add_edge("k", "j")
@@ -107,8 +84,8 @@ def test_remove_item_removes_both_directions_in_journal_order(build: Build, dsn:
     assert [e.dst for e in svc.graph.edges("k")] == ["j"]
 
 
-def test_turns_link_to_their_input_and_their_winning_output(build: Build, dsn: str) -> None:
-    svc = build(dsn)
+def test_turns_link_to_their_input_and_their_winning_output(make_service: Make, dsn: str) -> None:
+    svc = make_service(dsn)
     question = svc.append_event({"text": "q"}, "s")
     turn = svc.append_turn("s", question.event_id)
     first = svc.append_event({"text": "a1"}, "s")
@@ -131,8 +108,8 @@ def test_turns_link_to_their_input_and_their_winning_output(build: Build, dsn: s
     assert svc.graph.edges(no_input.turn_id, "both") == []
 
 
-def test_bad_edges_are_coerced_or_dead_lettered_never_raised(build: Build, dsn: str, tmp_path: Path) -> None:
-    svc = build(dsn, queue={"max_retries": 1})
+def test_bad_edges_are_coerced_or_dead_lettered_never_raised(make_service: Make, dsn: str, tmp_path: Path) -> None:
+    svc = make_service(dsn, max_retries=1)
     long_id = "L" * 300
     assert svc.graph.add_edge(long_id, "ok").src != long_id  # coerced: a prefix and a hash
     assert math.isnan(svc.graph.add_edge("a", "b", weight=float("nan")).weight)
@@ -152,8 +129,8 @@ def test_bad_edges_are_coerced_or_dead_lettered_never_raised(build: Build, dsn: 
     assert "finite number" in describe(next(d for d in dead if d["row"][2] == "b"))
 
 
-def test_invalid_read_arguments_raise_value_error(build: Build, dsn: str) -> None:
-    svc = build(dsn)
+def test_invalid_read_arguments_raise_value_error(make_service: Make, dsn: str) -> None:
+    svc = make_service(dsn)
     with pytest.raises(ValueError, match="direction"):
         svc.graph.edges("a", "sideways")
     with pytest.raises(ValueError, match="types"):
@@ -162,8 +139,8 @@ def test_invalid_read_arguments_raise_value_error(build: Build, dsn: str) -> Non
         svc.graph.related("a", depth=0)
 
 
-def test_disabled_graph_writes_nothing_and_answers_empty(build: Build, dsn: str) -> None:
-    svc = build(dsn, graph={"enabled": False})
+def test_disabled_graph_writes_nothing_and_answers_empty(make_service: Make, dsn: str) -> None:
+    svc = make_service(dsn, sections={"graph": {"enabled": False}})
     accepted = svc.queue.stats()["accepted"]
     assert svc.graph.add_edge("a", "b").dst == "b"
     svc.graph.remove_item("a")
@@ -181,8 +158,8 @@ def test_disabled_graph_writes_nothing_and_answers_empty(build: Build, dsn: str)
     assert off.graph.add_edge("a", "b", weight=2).weight == 2.0 and off.graph.edges("a") == [] and off.graph.count() == 0
 
 
-def test_health_reports_the_graph(build: Build, dsn: str) -> None:
-    svc = build(dsn)
+def test_health_reports_the_graph(make_service: Make, dsn: str) -> None:
+    svc = make_service(dsn)
     svc.graph.add_edge("a", "b")
     assert svc.flush(10)
     g = svc.health()["graph"]
@@ -201,13 +178,13 @@ os.kill(os.getpid(), 9)
 """
 
 
-def test_edges_added_before_a_kill_9_arrive_with_the_next_service(build: Build, dsn: str, tmp_path: Path) -> None:
+def test_edges_added_before_a_kill_9_arrive_with_the_next_service(make_service: Make, dsn: str, tmp_path: Path) -> None:
     cfg = service_config(dsn, tmp_path)
     cfg["graph"] = {"max_edges_per_item": 100}
     out = subprocess.run([sys.executable, "-c", KILLED_CHILD, json.dumps(cfg)], capture_output=True, text=True,
                          timeout=120, env={k: v for k, v in os.environ.items() if k != "MEMORY_DATABASE_DSN"})
     assert out.returncode == -signal.SIGKILL and "added" in out.stdout, out.stderr
-    svc = build(dsn, graph={"max_edges_per_item": 100})
+    svc = make_service(dsn, sections={"graph": {"max_edges_per_item": 100}})
     assert svc.flush(30)
     got = svc.graph.edges("src")
     assert len(got) == 49 and got[0].dst == "dst-49" and got[0].weight == 4.9
@@ -215,9 +192,9 @@ def test_edges_added_before_a_kill_9_arrive_with_the_next_service(build: Build, 
 
 
 @pytest.mark.integration
-def test_edges_added_during_an_outage_arrive_after_it(build: Build, proxy: tuple[FaultProxy, str]) -> None:
+def test_edges_added_during_an_outage_arrive_after_it(make_service: Make, proxy: tuple[FaultProxy, str]) -> None:
     p, dsn = proxy
-    svc = build(dsn)
+    svc = make_service(dsn)
     svc.graph.add_edge("warm", "up")
     assert svc.flush(10)
     p.set_mode("refuse")

@@ -46,7 +46,7 @@ from . import _forking
 from ._audit_events import (  # noqa: F401 - re-exported: the event types belong to the log's API
     DEAD_LETTER, DECAY_RUN, EVENT_TYPES, FORGET, OUTAGE_END, OUTAGE_START, RECALL, REPLAY_END, REPLAY_START,
     RESTORE, VAULT_CONFLICT, ZONE_CHANGE)
-from ._config import AuditConfig
+from ._audit_config import AuditConfig
 from .queue._item import RateLimitedLog
 
 log = logging.getLogger("memory.audit")

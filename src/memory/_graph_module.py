@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ._config import GraphConfig
+from ._graph_config import GraphConfig
 from ._errors import StoreError
 from ._ids import IdGenerator
 from ._records import EDGE, Edge, edge_from_row, to_edge_type, to_key, to_weight

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .._config import RecallConfig
+from ._config import RecallConfig
 from .._errors import StoreError
 from ..store import SqlStore
 from ._documents import embedder_id

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .._config import RecallConfig
+from ._config import RecallConfig
 from .._errors import StoreError
 from ..store import SqlStore
 from ..store._recall import KIND_EVENT, KIND_NOTE

@@ -14,8 +14,9 @@ Every record flows one way::
 Each invariant lives in one module: the slot and its saved state in :mod:`._slot`, segments
 and disk accounting in :mod:`._journal`, the memory window in :mod:`._window`, retry timing in
 :mod:`._retry`, the counters in :mod:`._accounting`, the fsync cadence in :mod:`._sync`, the fate of
-each record of a batch (commit, retry, dead letter) in :mod:`._batch`. This module only moves
-records between them.
+each record of a batch (commit, retry, dead letter) in :mod:`._batch`, where a run starts (slot,
+journal or memory-only, resume position) in :mod:`._resume`, what the audit log hears in
+:mod:`._events`. This module only moves records between them.
 
 Transient failures never count against ``max_retries``: a database that is down for an hour
 must not turn an hour of records into dead letters. Only failures caused by the row itself
@@ -33,16 +34,17 @@ from typing import Any
 
 from .._config import FailureQueueConfig
 from ..store import Store
-from ._accounting import Ledger, QueueView, backlog_counts, check, stats
+from ._accounting import Ledger, QueueView, check, stats
 from ._batch import KEPT_TRANSIENT, RESOLVED, BatchWriter
 from ._deadletter import DeadLetter
 from ._events import Observation, QueueAudit, Sink
 from ._item import Item, Pos, RateLimitedLog
-from ._journal import DEAD_LETTER_FILE, DiskFull, Journal, NullJournal, quarantine
+from ._journal import DEAD_LETTER_FILE, DiskFull, quarantine
 from ._reader import SpillReader
+from ._resume import earlier_backlog, open_journal, start_position
 from ._retry import Breaker, RetryList
-from ._segments import HEADER_LEN, encode
-from ._slot import Slot, SlotError, SlotState
+from ._segments import encode
+from ._slot import SlotState
 from ._sync import JournalSyncer
 from ._window import MemoryWindow
 
@@ -61,9 +63,7 @@ class WriteQueue:
         self.cfg, self.store, self.clock, self.wall = config, store, clock, wall
         self.warn = RateLimitedLog(log, warn_interval, clock)
         self.root = Path(config.path)
-        self.slot: Slot | None = None
-        self.state = SlotState()
-        self.journal: Journal = self._open_journal()
+        self.slot, self.state, self.journal = open_journal(self.root, config)
         self._lock = self.journal.lock  # one lock guards journal, memory window and counters
         self.ledger = Ledger(self._lock)
         self.window = MemoryWindow(config.max_in_memory)
@@ -94,7 +94,7 @@ class WriteQueue:
         self._finalize_on_exit = False
         self._finalized = False
         self.lifetime: dict[str, Any] = dict(self.state.lifetime)
-        self._pos = self._start_position(self.state.watermark)
+        self._pos = start_position(self.journal, self.state.watermark)
         self.reader = SpillReader(self.journal, self.root, self.warn)
         self.syncer = JournalSyncer(self.journal, config.fsync_interval_ms / 1000) \
             if config.fsync == "interval" and not self.journal.memory_only else None
@@ -104,50 +104,6 @@ class WriteQueue:
                 self.warn.warning("unknown", "moved unknown file %s from the queue folder to quarantine", path.name)
 
     # -- start-up ----------------------------------------------------------------------------------
-    def _open_journal(self) -> Journal:
-        """Claim a slot and open its journal; if the folder cannot be used, run memory-only."""
-        try:
-            self.slot = Slot.claim(self.root)
-        except SlotError as exc:
-            return self._memory_only(str(exc))
-        try:
-            self.state = SlotState.load(self.slot.path)
-            journal = Journal(self.slot, self.state, int(self.cfg.max_dump_file_size_mb * 1024 * 1024),
-                              self.cfg.fsync, int(self.cfg.max_disk_mb * 1024 * 1024))
-
-            def save_intent() -> None:
-                self.state.next_segment = journal.next_id
-                self.state.starts = dict(journal.starts)
-                self.state.save(self.slot.path)  # type: ignore[union-attr]
-
-            journal.adopt_orphans(self.state, save_intent)
-            return journal
-        except OSError as exc:
-            self.slot.release()
-            self.slot = None
-            return self._memory_only(f"cannot open the journal in {self.root}: {exc}")
-
-    def _memory_only(self, reason: str) -> Journal:
-        log.warning("failure queue runs memory-only (records survive outages but not a crash): %s", reason)
-        return NullJournal(reason)
-
-    def _start_position(self, mark: Pos | None) -> Pos:
-        journal = self.journal
-        segs = journal.segments()
-        if mark is not None:
-            for seg in segs:
-                # Resolved before the last stop. Segment ids only grow, above every saved
-                # watermark, so nothing written (or adopted) since can sit below it.
-                if seg < mark[0]:
-                    journal.delete(seg)
-            segs = journal.segments()
-            if segs and segs[0] == mark[0]:
-                start = max(journal.start_of(mark[0]), mark[1])
-                # A watermark past the segment's end cannot be right: replay the segment whole
-                # (idempotent) rather than skip records it holds.
-                journal.starts[mark[0]] = start if start <= journal.sizes.get(mark[0], 0) else HEADER_LEN
-        return (segs[0], journal.start_of(segs[0])) if segs else (journal.next_id, HEADER_LEN)
-
     def _start_up(self) -> None:
         """Writer-thread start-up work (never in the constructor): trim crashed runs' preallocated
         tails, load the dead-letter ids, count the backlog so accepted/pending are exact."""
@@ -157,11 +113,7 @@ class WriteQueue:
         except OSError as exc:  # an unusable folder: dead letters go nowhere, records stay pending
             self.dead.loaded = True
             self.warn.warning("deadletter-load", "cannot read the dead-letter file (%s)", exc)
-        journal = self.journal
-        earlier = [s for s in journal.segments() if s < journal.first_new]
-        saved = dict(self.state.counts)
-        saved.update({s: n for s, n in journal.adopted.items() if n is not None})
-        self.ledger.add_backlog(backlog_counts(journal, self._pos, saved, earlier))
+        self.ledger.add_backlog(earlier_backlog(self.journal, self.state, self._pos))
         self._started_up = True
 
     @property
