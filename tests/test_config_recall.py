@@ -313,12 +313,13 @@ def test_shipped_file_documents_every_recall_key() -> None:
 def test_other_sections_are_unchanged_by_the_recall_block() -> None:
     data = yaml.safe_load(SHIPPED.read_text(encoding="utf-8"))
     assert list(data)[:3] == ["database", "vault", "recall"] and "failure_queue" in data and "logging" in data
-    assert data["health"] == {}
-    # The graph: and decay: sections show their defaults: loading them changes nothing.
+    assert data["health"] == {"latency_warn_ms": 1000, "backlog_warn": 1}
+    # The graph:, decay: and health: sections show their defaults: loading them changes nothing.
     from memory import load_config
 
     shipped = load_config(SHIPPED)
     assert shipped.graph == load_config({}).graph and shipped.decay == load_config({}).decay
+    assert shipped.health == load_config({}).health
 
 
 # -- old files with vector: ---------------------------------------------------------------------

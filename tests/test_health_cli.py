@@ -9,6 +9,7 @@ path that cannot be opened; an invalid config; the migration lock held by anothe
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from memory import MemoryService
+from memory import ConfigError, HealthConfig, MemoryService, load_config
 from memory._health import DEGRADED, OK, STARTING, HealthFacts, Probe, assess, unreachable, verdict
 
 from .conftest import service_config, wait_for
@@ -194,3 +195,23 @@ def test_a_plug_in_whose_health_check_raises_degrades_and_is_named(tmp_path: Pat
         assert svc.health()["status"] == OK
     finally:
         svc.close()
+
+
+def test_health_thresholds_come_from_the_health_section(tmp_path: Path) -> None:
+    slow = HealthFacts(closed=False, reachable=True, schema_ready=True, latency_ms=40.0, latency_warn_ms=25.0)
+    assert assess(slow).status == DEGRADED and "40 ms" in assess(slow).warnings[0]
+    assert assess(dataclasses.replace(slow, latency_warn_ms=50.0)).status == OK
+    backlog = HealthFacts(closed=False, reachable=True, schema_ready=True, pending_disk=99, backlog_warn=100)
+    assert assess(backlog).status == OK and assess(dataclasses.replace(backlog, pending_disk=100)).status == DEGRADED
+    # The section is validated like every other one: file, key, expected, found.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("health:\n  latency_warn_ms: fast\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*health\.latency_warn_ms.*a number > 0.*fast"):
+        load_config(bad)
+    assert load_config({}).health == HealthConfig()
+    # Through the real service and the real command: any round trip is slower than a microsecond.
+    config = write_config(tmp_path, f"sqlite:///{tmp_path / 'm.db'}")
+    config.write_text(config.read_text() + "health:\n  latency_warn_ms: 0.001\n")
+    code, out, err = run_health(config)
+    assert code == 1 and out["status"] == "degraded", (out, err)
+    assert any("answers slowly" in r and "health.latency_warn_ms" in r for r in out["reasons"]), out["reasons"]

@@ -5,8 +5,8 @@ once, a background writer drains them into SQLite or MySQL, and nothing is lost 
 crashes. See the README for the full contract.
 """
 
-from ._config import (Config, DatabaseConfig, FailureQueueConfig, GraphBoostConfig, GraphConfig, LoggingConfig,
-                      RecallConfig, VaultConfig, load_config, mask_dsn)
+from ._config import (Config, DatabaseConfig, FailureQueueConfig, GraphBoostConfig, GraphConfig, HealthConfig,
+                      LoggingConfig, RecallConfig, VaultConfig, load_config, mask_dsn)
 from ._disabled import DisabledMemoryService
 from ._errors import (ConfigError, InvalidKeyError, MemoryServiceError, StoreError, StoreRejected,
                       StoreUnavailable)
@@ -34,6 +34,7 @@ __all__ = [
     "GraphAPI",
     "GraphBoostConfig",
     "GraphConfig",
+    "HealthConfig",
     "Hit",
     "IdGenerator",
     "InvalidKeyError",

@@ -45,6 +45,7 @@ from ._config_database import (DSN_ENV, MASK, DatabaseConfig, connect_args_probl
 from ._config_reader import SectionReader, parse_duration
 from ._errors import ConfigError
 from ._graph_config import GraphConfig, read_graph
+from ._health_config import HealthConfig, read_health
 from .index._config import EMBEDDERS, GraphBoostConfig, RecallConfig, read_recall
 
 
@@ -54,8 +55,8 @@ if TYPE_CHECKING:
 # Re-exported: each section's types and helpers live beside their reader; this module is where
 # the rest of the package (and tests) import them from.
 __all__ = ["AUDIT_QUERY_TEXT", "DSN_ENV", "EMBEDDERS", "FSYNC_POLICIES", "MASK", "AuditConfig", "Config",
-           "DatabaseConfig", "FailureQueueConfig", "GraphBoostConfig", "GraphConfig", "LoggingConfig", "RecallConfig",
-           "VaultConfig", "connect_args_problem", "dsn_secrets", "is_secret_param", "load_config", "mask_dsn",
+           "DatabaseConfig", "FailureQueueConfig", "GraphBoostConfig", "GraphConfig", "HealthConfig", "LoggingConfig",
+           "RecallConfig", "VaultConfig", "connect_args_problem", "dsn_secrets", "is_secret_param", "load_config", "mask_dsn",
            "parse_config", "parse_duration", "redact"]
 
 # The name ``memory.decay._config`` imports the section reader by.
@@ -109,7 +110,7 @@ class Config:
     vector: Mapping[str, Any]
     graph: GraphConfig
     decay: DecayConfig  # a mapping given by hand is validated into one (see __post_init__)
-    health: Mapping[str, Any]
+    health: HealthConfig  # a mapping given by hand is read with the defaults for what it omits
     # A default, so a Config built by hand (tests, embedding applications) needs no recall section.
     recall: RecallConfig = dataclasses.field(default_factory=RecallConfig)
     audit: AuditConfig = dataclasses.field(default_factory=AuditConfig)
@@ -120,6 +121,8 @@ class Config:
         # A Config built by hand may still pass the old free mapping (``graph={}``): its defaults.
         if not isinstance(self.graph, GraphConfig):
             object.__setattr__(self, "graph", GraphConfig(**dict(self.graph or {})))
+        if not isinstance(self.health, HealthConfig):
+            object.__setattr__(self, "health", HealthConfig(**dict(self.health or {})))
         from .decay._config import read_decay_config  # imports this module: not at the top
 
         object.__setattr__(self, "decay", read_decay_config(self.decay or {}, source=self.source))
@@ -192,12 +195,13 @@ def parse_config(data: Any, *, source: str = "<mapping>", base_dir: Path | None 
     recall = read_recall(readers["recall"])
     audit = read_audit(readers["audit"], base, fq.path)
     graph = read_graph(readers["graph"])
-    free = {name: dict(readers[name].data) for name in ("vector", "decay", "health")}
+    health = read_health(readers["health"])
+    free = {name: dict(readers[name].data) for name in ("vector", "decay")}
     from .decay._config import read_decay_config, unknown_keys  # imports this module: not at the top
 
     free["decay"] = read_decay_config(free["decay"], source=source)  # type: ignore[assignment]
     unknown = [k for k in data if k not in _SECTIONS] + unknown_keys(readers["decay"].data)
-    for name in ("database", "vault", "recall", "failure_queue", "logging", "audit", "graph"):
+    for name in ("database", "vault", "recall", "failure_queue", "logging", "audit", "graph", "health"):
         unknown += readers[name].unknown()
     if unknown:
         log.warning("%s: unknown config keys ignored (typo?): %s", source, ", ".join(map(str, unknown)))
@@ -208,7 +212,7 @@ def parse_config(data: Any, *, source: str = "<mapping>", base_dir: Path | None 
         log.warning("%s: the vector: section is replaced by recall: (see config/memory.yaml); recall does "
                     "not read its keys (%s)", source, ", ".join(map(str, free["vector"])))
     return Config(database=database, vault=vault, failure_queue=fq, logging=logging_cfg, recall=recall,
-                  audit=audit, graph=graph, source=source, warnings=tuple(map(str, unknown + replaced)), **free)
+                  audit=audit, graph=graph, health=health, source=source, warnings=tuple(map(str, unknown + replaced)), **free)
 
 
 def load_config(path_or_mapping: str | os.PathLike[str] | Mapping[str, Any]) -> Config:

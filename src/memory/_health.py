@@ -58,6 +58,9 @@ class HealthFacts:
     unreadable_folders: int = 0  # vault folders that could not be listed (their notes kept as last synced)
     notes_not_in_database: int = 0  # vault notes the database rejected or does not hold yet
     plugin_problems: tuple[str, ...] = ()  # each in plain words, from a plug-in (recall index, ...)
+    latency_ms: float | None = None  # the database round trip, when it answered
+    latency_warn_ms: float = 1000.0  # health.latency_warn_ms
+    backlog_warn: int = 1  # health.backlog_warn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +78,10 @@ def assess(f: HealthFacts) -> Assessment:
         warnings.append("the database does not answer; records wait in the local journal")
     if not f.schema_ready:
         warnings.append("the database schema is not at head yet; nothing is written until it is")
-    if f.pending_disk > 0:
+    if f.reachable and f.latency_ms is not None and f.latency_ms > f.latency_warn_ms:
+        warnings.append(f"the database answers slowly: a round trip took {f.latency_ms:.0f} ms "
+                        f"(health.latency_warn_ms is {f.latency_warn_ms:g})")
+    if f.pending_disk >= f.backlog_warn:
         warnings.append(f"{f.pending_disk} records wait on disk for the database")
     dropped = {k: v for k, v in f.dropped.items() if v}
     if dropped:

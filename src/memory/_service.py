@@ -520,7 +520,9 @@ class MemoryService:
             journal_problem=(q.get("journal_problem") or "memory only") if q.get("journal") == "memory-only" else None,
             unreadable_folders=len(vault_report["unreadable_folders"]),
             notes_not_in_database=len(vault_report["not_in_database"]),
-            plugin_problems=index_problems + graph_problems + decay_problems))
+            plugin_problems=index_problems + graph_problems + decay_problems,
+            latency_ms=None if probe is None else probe.latency_ms,
+            latency_warn_ms=self.config.health.latency_warn_ms, backlog_warn=self.config.health.backlog_warn))
         error = probe.error if probe is not None else (q.get("last_error") or None)
         return {
             "status": verdict.status,
