@@ -144,6 +144,16 @@ class Outage:
             self.forwarder.close()
 
 
+def _settle(svc: Any, timeout: float = 60.0) -> None:
+    """Start the conversation on a synced, indexed sample vault, as a deployment starts serving
+    after its start-up sync: otherwise the first replies race the indexer, and on a busy machine
+    they quote no note for a reason that has nothing to do with memory."""
+    svc.vault_sync()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and (svc.health()["index"].get("lag_records") or 0) > 0:
+        time.sleep(0.05)
+
+
 async def _run(svc: Any, outage: Outage, run: str) -> dict[str, Any]:
     from core_hooks.reference import Observation, ObsType, ReferenceCore
 
@@ -290,6 +300,7 @@ def demo(workdir: str, dsn: str | None, as_json: bool) -> None:
     try:
         svc = MemoryService.from_config(demo_config(root, outage.service_dsn()))
         svc.initialize()
+        _settle(svc)
         result = asyncio.run(_run(svc, outage, run))
         sessions, problems = _verify(svc, result["core"], result["sent"])
         recall, recall_problems = _check_recall(svc, result["core"], result["sent"])
