@@ -365,3 +365,33 @@ def test_restart_at_the_disk_bound_holds_new_records_in_memory(tmp_path: Path,
     assert set(dropped) == {"disk_full", "memory_at_close"}, dropped
     assert len(kept) == len(early) - sum(dropped.values())
     assert again.check() == []
+
+
+# -- check() beside a writer that deletes resolved segments ---------------------------------------------
+def test_check_never_reports_a_segment_the_writer_just_deleted(tmp_path: Path,
+                                                               services: Callable[..., MemoryService]) -> None:
+    # check() snapshots the tracked segments, then looks at their files; the writer deletes a
+    # resolved segment in between (it stops tracking it, then unlinks it). That is not damage.
+    svc = services(service_config(f"sqlite:///{tmp_path / 'm.db'}", tmp_path, max_dump_file_size_mb=0.02,
+                                  batch_size=50))
+    svc.initialize()
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def checker() -> None:
+        while not stop.is_set():
+            seen.extend(p for p in svc.queue.check() if p.startswith("segment "))
+
+    t = threading.Thread(target=checker)
+    t.start()
+    try:
+        for i in range(6000):
+            svc.append_event({"text": f"event {i} " + "x" * 200}, "s")
+            if i % 200 == 0:
+                time.sleep(0.01)  # let the writer resolve and delete segments while check() runs
+        assert svc.flush(60)
+    finally:
+        stop.set()
+        t.join()
+    assert seen == [], seen[:5]
+    assert svc.check() == []

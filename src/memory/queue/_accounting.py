@@ -186,7 +186,16 @@ def check(view: QueueView, journal: Journal) -> list[str]:
         if seg == active and mapped:
             size = capacity  # preallocated; the used part is tracked separately
         if real != size and seg not in unsealed:
-            problems.append(f"segment {seg}: tracked {size} bytes, file has {real}")
+            # The writer may have deleted the segment (resolved) since the snapshot: it stops
+            # tracking a segment under the lock before it unlinks the file, so a second look
+            # under the lock tells a deleted segment from a damaged one.
+            with journal.lock:
+                if seg not in journal.sizes or seg in journal.unsealed:
+                    continue
+                size = journal.capacity if seg == journal.active and journal.map is not None else journal.sizes[seg]
+                real = file_size(journal.path_of(seg))
+            if real != size:
+                problems.append(f"segment {seg}: tracked {size} bytes, file has {real}")
     stale = [s for s in sizes if s < view.watermark[0] and s != active]
     if len(stale) > view.max_dump_backups and not view.state_dirty:
         problems.append(f"resolved segments not deleted: {stale}")
