@@ -37,6 +37,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+try:
+    import resource
+except ImportError:  # not on Windows
+    resource = None  # type: ignore[assignment]
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
@@ -66,8 +71,17 @@ def note(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')} load {os.getloadavg()[0]:.1f}] {msg}", file=sys.stderr, flush=True)
 
 
+# Besides each call's wall time: was the thread preempted (an involuntary context switch), did it
+# wait (a voluntary one: for the GIL or the queue's lock while the writer held it), did a collection
+# start, did it take a page fault (the journal's map)? Linux counts these per thread; elsewhere
+# only the collections are known.
+RUSAGE_THREAD = getattr(resource, "RUSAGE_THREAD", None) if resource is not None else None
+CAUSES = ("preempted", "waited", "GC", "page fault")
+
+
 def appends(dsn: str, n: int) -> dict[str, Any]:
-    """Latency of ``n`` add_edge and ``n`` append_event calls, alternating, the writer draining."""
+    """``n`` add_edge and ``n`` append_event calls, alternating, the writer draining: per call
+    ``(ns, preempted, waited, collections, page faults)``."""
     with tempfile.TemporaryDirectory() as d:
         svc = MemoryService.from_config(service_cfg(dsn, Path(d)))
         svc.initialize()
@@ -76,48 +90,54 @@ def appends(dsn: str, n: int) -> dict[str, Any]:
             obs = [sample_obs(i) for i in range(n)]
             nodes = [f"{i:026x}" for i in range(n + 1)]  # shaped like event ids; every edge is new
             weights = [rnd.random() for _ in range(n)]
-            edge_ns, event_ns, gc_at = [0] * n, [0] * n, [0] * (2 * n)
+            out: dict[str, list[tuple[int, ...]]] = {"add_edge": [], "append_event": []}
             gcs = [0]
 
             def on_gc(phase: str, info: dict[str, Any]) -> None:
                 if phase == "start":
                     gcs[0] += 1
 
-            add_edge, append, clock = svc.graph.add_edge, svc.append_event, time.perf_counter_ns
+            def usage() -> tuple[int, int, int]:
+                if RUSAGE_THREAD is None:
+                    return 0, 0, 0
+                r = resource.getrusage(RUSAGE_THREAD)
+                return r.ru_nivcsw, r.ru_nvcsw, r.ru_minflt
 
-            def edge(i: int) -> None:
-                g, t = gcs[0], clock()
-                add_edge(nodes[i], nodes[i + 1], "related_to", weights[i])
-                edge_ns[i] = clock() - t
-                gc_at[2 * i] = gcs[0] - g
+            clock = time.perf_counter_ns
 
-            def event(i: int) -> None:
-                g, t = gcs[0], clock()
-                append(obs[i], "bench")
-                event_ns[i] = clock() - t
-                gc_at[2 * i + 1] = gcs[0] - g
+            def timed(name: str, call: Any, *args: Any) -> None:
+                (iv0, v0, f0), g = usage(), gcs[0]
+                t = clock()
+                call(*args)
+                ns = clock() - t
+                iv1, v1, f1 = usage()
+                out[name].append((ns, iv1 - iv0, v1 - v0, gcs[0] - g, f1 - f0))
 
             gc.callbacks.append(on_gc)
             try:
                 for i in range(n):  # neither gets a quieter machine: the order flips every call
-                    first, second = (edge, event) if i % 2 == 0 else (event, edge)
-                    first(i)
-                    second(i)
+                    pair = [("add_edge", svc.graph.add_edge, nodes[i], nodes[i + 1], "related_to", weights[i]),
+                            ("append_event", svc.append_event, obs[i], "bench")]
+                    for name, call, *args in (pair if i % 2 == 0 else pair[::-1]):
+                        timed(name, call, *args)
             finally:
                 gc.callbacks.remove(on_gc)
             assert svc.flush(300), "writer did not drain"
             assert svc.graph.count() == n, f"{svc.graph.count()} edges stored, {n} added"
             assert svc.store.count("events") == n
-            return {"add_edge": edge_ns, "append_event": event_ns, "gc": gc_at, "load": os.getloadavg()[0]}
+            return {**out, "load": os.getloadavg()[0], "causes": CAUSES if RUSAGE_THREAD is not None else ("GC",)}
         finally:
             svc.close(timeout=30)
 
 
-def gc_share(samples: list[int], gc_runs: Sequence[int]) -> float:
-    """Fraction of the calls at or above p99 during which a collection started."""
-    p99 = pct(samples, 99)
-    slow = [i for i, s in enumerate(samples) if s >= p99]
-    return sum(1 for i in slow if gc_runs[i]) / len(slow)
+def tail(calls: list[tuple[int, ...]], causes: Sequence[str]) -> tuple[str, str]:
+    """(what happened during the slowest 1 % of calls, the p99 of the calls none of it happened to)."""
+    p99 = pct([c[0] for c in calls], 99)
+    slow = [c for c in calls if c[0] >= p99]
+    at = [CAUSES.index(name) + 1 for name in causes]
+    shares = ", ".join(f"{name} {sum(1 for c in slow if c[i]) / len(slow):.0%}" for name, i in zip(causes, at))
+    quiet = [c[0] for c in calls if not any(c[i] for i in at)]
+    return shares, f"{us(pct(quiet, 99))} ({len(quiet) / len(calls):.0%} of calls)"
 
 
 def recall_boost(dsn: str, items: int, queries: int, seed: int = 5) -> dict[str, Any]:
@@ -163,15 +183,16 @@ def recall_boost(dsn: str, items: int, queries: int, seed: int = 5) -> dict[str,
 
 
 def rows_for(backend: str, a: dict[str, Any], r: dict[str, Any], items: int) -> list[tuple[str, ...]]:
-    e, b = a["add_edge"], a["append_event"]
+    e, b = [c[0] for c in a["add_edge"]], [c[0] for c in a["append_event"]]
     e99, b99 = pct(e, 99), pct(b, 99)
+    (e_why, e_quiet), (b_why, b_quiet) = tail(a["add_edge"], a["causes"]), tail(a["append_event"], a["causes"])
     on, off = r["times"]["on"], r["times"]["off"]
     return [
         (backend, f"add_edge p50 / p99 (writer draining, {len(e):,} calls)", f"{us(pct(e, 50))} / {us(e99)}",
-         "p99 ≤ 50 µs",
-         f"append_event p50 / p99 {us(pct(b, 50))} / {us(b99)}, alternating call by call (p99 ×{e99 / b99:.2f}); "
-         f"GC in {gc_share(e, a['gc'][0::2]):.0%} / {gc_share(b, a['gc'][1::2]):.0%} of the slowest 1 %; "
+         "p99 ≤ 50 µs", f"append_event {us(pct(b, 50))} / {us(b99)}, alternating call by call (p99 ×{e99 / b99:.2f}); "
          f"load {a['load']:.1f}"),
+        (backend, "add_edge's slowest 1 %: the call was ...", e_why, "", f"append_event's: {b_why}"),
+        (backend, "add_edge p99 of the calls none of that happened to", e_quiet, "", f"append_event {b_quiet}"),
         (backend, f"recall p50 / p95, boost on ({items:,} events, {r['edges']:,} edges)",
          f"{pct(on, 50) / 1e6:.1f} / {pct(on, 95) / 1e6:.1f} ms", "",
          f"off {pct(off, 50) / 1e6:.1f} / {pct(off, 95) / 1e6:.1f} ms (p95 ×{pct(on, 95) / pct(off, 95):.2f}); "
