@@ -10,10 +10,13 @@ and dropped here), every figure against a baseline measured in the same run:
   (which one goes first flips every call) on one service whose writer drains into the database
   while they run: the service, config and writer of bench_store's hot path. Both are a
   coercion, an encode and a journal append; both calls' records are checked in the database after.
-  The share of the slowest 1 % of calls during which the garbage collector ran is printed with it
-  (the rest of a tail is the machine: preemption, page faults on the journal's map);
-* recall p50/p95 at ``--items`` events (default 100,000) with two edges from every event to random
-  others, with ``recall.graph_boost`` on (depth 1, top 5) against off, alternating per query on
+  What the slowest 1 % of each had happen during the call (preempted by another process, waited
+  for the GIL or the queue's lock held by the writer, a collection, a page fault on the journal's
+  map: per-thread counters, Linux) and the p99 of the calls none of that happened to are printed
+  with it: on a loaded machine the tail is mostly preemption, which no code change removes;
+* recall p50/p95 at ``--items`` events (default 100,000: sentences of bench_recall's English
+  templates and vocabulary, so a query finds a few items, not thousands) with two edges from every
+  event to random others, for known-item queries (the names and things one event mentions), with ``recall.graph_boost`` on (depth 1, top 5) against off, alternating per query on
   the same service, the same queries. Events and edges go through ``append_event`` and
   ``add_edge`` with the writer and the recall indexer running (5,000-record writer batches); the
   indexer's drain is the fill's long pole (on MariaDB its per-item round trips), so the fill's
@@ -48,9 +51,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from _common import fresh_dsn, mysql_available, pct, sample_obs, service_cfg, table, us  # noqa: E402
 
 from memory import GraphBoostConfig, MemoryService  # noqa: E402
+from recall_vocab import EN, EN_EVENTS  # noqa: E402
 
-WORDS = ("zebra", "river", "coffee", "ticket", "garden", "winter", "violin", "market", "harbor", "lantern",
-         "pepper", "meadow", "rocket", "canyon", "saddle", "mirror", "orchard", "glacier", "tunnel", "falcon")
+FACETS = ("first", "last", "obj", "city", "food")  # what a known-item query names
 HEADER = ("backend", "measure", "result", "target", "baseline / note")
 
 
@@ -148,8 +151,13 @@ def recall_boost(dsn: str, items: int, queries: int, seed: int = 5) -> dict[str,
         svc = MemoryService.from_config(cfg, start_vault=False)
         try:
             t0 = time.perf_counter()
-            ids = [svc.append_event({"text": " ".join(rnd.choice(WORDS) for _ in range(8)) + f" item {i}"},
-                                    f"s{i % 50}").event_id for i in range(items)]
+            ids, asks = [], []
+            for i in range(items):
+                template, slots = rnd.choice(EN_EVENTS), {k: rnd.choice(v) for k, v in EN.items()}
+                slots.update(code=f"K{rnd.randint(100, 9999)}", hour=rnd.randint(6, 22), minute=rnd.randint(10, 59))
+                ids.append(svc.append_event({"text": template.format(**slots)}, f"s{i % 50}").event_id)
+                if len(asks) < queries + 5:  # the names and things this event mentions
+                    asks.append(" ".join(slots[f] for f in FACETS if "{" + f + "}" in template))
             for eid in ids:
                 for _ in range(2):
                     svc.graph.add_edge(eid, ids[rnd.randrange(items)], "related_to", rnd.random())
@@ -165,8 +173,7 @@ def recall_boost(dsn: str, items: int, queries: int, seed: int = 5) -> dict[str,
             on, off = query.config, dataclasses.replace(query.config, graph_boost=GraphBoostConfig(enabled=False))
             times: dict[str, list[float]] = {"on": [], "off": []}
             joined = 0
-            for q in range(-5, queries):  # five untimed rounds first: the vector mirror loads, caches warm
-                text = " ".join(rnd.sample(WORDS, 2))
+            for q, text in enumerate(asks, start=-5):  # five untimed rounds first: the mirror loads, caches warm
                 for name in (("on", "off") if q % 2 == 0 else ("off", "on")):
                     query.config = on if name == "on" else off
                     t = time.perf_counter_ns()
