@@ -94,16 +94,8 @@ def recall_tables(args: argparse.Namespace, backends: list[str]) -> str:
 
 def graph_table(args: argparse.Namespace, backends: list[str]) -> str:
     import bench_graph_service as g
-    from _common import fresh_dsn
 
-    items, calls, queries = (2_000, 5_000, 40) if args.quick else (20_000, 50_000, 200)
-    rows: list[tuple[str, ...]] = []
-    for b in backends:
-        with fresh_dsn(b) as dsn:
-            a = g.appends(dsn, calls)
-        with fresh_dsn(b) as dsn:
-            rows += g.rows_for(b, a, g.recall_boost(dsn, items, queries), items)
-    return table(rows, ("backend", "measure", "result", "target", "baseline / note"))
+    return table(g.run(backends, g.Sizes.of(args.quick)), g.HEADER)
 
 
 def main() -> None:
