@@ -47,7 +47,7 @@ DAY = 86400.0
 T0 = 1_700_000_000.0
 NOW = T0 + 400 * DAY
 CHUNK = 5000
-CFG = DecayConfig()
+CFG = DecayConfig(enabled=True)
 
 
 def open_store(dsn: str) -> Any:

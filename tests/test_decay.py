@@ -59,7 +59,7 @@ def zone(store: Any, item_id: str, kind: str = "event") -> int | None:
 
 
 def make(store: Any, **kw: Any) -> Decay:
-    return Decay(store, DecayConfig(**kw))
+    return Decay(store, DecayConfig(**{"enabled": True, **kw}))
 
 
 def outbox(store: Any) -> set[tuple[str, str]]:
@@ -257,7 +257,7 @@ def test_report_contents_and_batches(store: Any) -> None:
 def test_audit_gets_one_zone_line_per_run(store: Any) -> None:
     add_events(store, *[f"e{i}" for i in range(5)])
     lines: list[tuple[str, dict[str, Any]]] = []
-    d = Decay(store, DecayConfig(initial_zones={"event": 3, "knowledge": 1}),
+    d = Decay(store, DecayConfig(enabled=True, initial_zones={"event": 3, "knowledge": 1}),
               audit=lambda event, **f: lines.append((event, f)))
     d.run(now=T0 + 31 * DAY)
     d.forget("e0", "test")
@@ -271,7 +271,7 @@ def test_audit_gets_one_zone_line_per_run(store: Any) -> None:
 def test_health_reports_zones_usage_and_problems(store: Any) -> None:
     add_events(store, *[f"e{i}" for i in range(9)])
     clock = [T0]
-    d = Decay(store, DecayConfig(capacity={3: 10, 0: 5}), clock=lambda: clock[0])
+    d = Decay(store, DecayConfig(enabled=True, capacity={3: 10, 0: 5}), clock=lambda: clock[0])
     section, problems = d.health()
     assert section["last_run_at"] is None and section["zones"] is None and problems == ()
     report = d.run_leased("me")

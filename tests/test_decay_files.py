@@ -44,7 +44,7 @@ def test_forget_moves_the_note_to_the_trash_and_restore_brings_it_back(env: tupl
     inode = note.stat().st_ino
     assert vault.sync().new == 1
     store.add_edges([("facts/tea", "facts/other", "links_to", 1.0, T0)], None)
-    d = Decay(store, DecayConfig(), vault_root=root)
+    d = Decay(store, DecayConfig(enabled=True), vault_root=root)
     res = d.forget("facts/tea", "outdated", now=T0)
     assert res.ok and res.kind == "knowledge"
     assert res.trash_path == ".trash/2023-11-14/knowledge/facts/tea.md"
@@ -80,7 +80,7 @@ def test_a_name_clash_in_the_trash_gets_a_suffix_and_restore_never_overwrites(en
     earlier.parent.mkdir(parents=True)
     earlier.write_text("an earlier tea note\n", encoding="utf-8")
     (earlier.parent / "tea~1.md").write_text("and another\n", encoding="utf-8")
-    d = Decay(store, DecayConfig(), vault_root=root)
+    d = Decay(store, DecayConfig(enabled=True), vault_root=root)
     res = d.forget("facts/tea", now=T0)
     assert res.ok and res.trash_path == ".trash/2023-11-14/knowledge/facts/tea~2.md"
     assert earlier.read_text(encoding="utf-8") == "an earlier tea note\n"
@@ -134,7 +134,7 @@ def test_a_forget_stopped_before_the_file_moved_is_completed_by_the_next_run(env
         rows = store.source_rows(cur, "knowledge", ["facts/tea"])
         store.tombstone(cur, "knowledge", rows, {"facts/tea": 4}, "auto-forget", T0, "pending")
     assert note.exists() and len(store.pending_trash(10)) == 1
-    d = Decay(store, DecayConfig(), vault_root=root)
+    d = Decay(store, DecayConfig(enabled=True), vault_root=root)
     section, problems = d.health(now=T0)
     assert section["pending_trash"] == 1 and any("wait to be moved" in p for p in problems)
     report = d.run(now=T0 + DAY)
@@ -148,7 +148,7 @@ def test_auto_forget_of_a_note_moves_its_file(env: tuple[Any, Vault, Path]) -> N
     (root / "knowledge" / "facts" / "old.md").write_text("---\nzone: cloud\n---\nold news\n", encoding="utf-8")
     (root / "knowledge" / "facts" / "kept.md").write_text("---\nzone: 4\npinned: true\n---\nkeep\n", encoding="utf-8")
     vault.sync()
-    d = Decay(store, DecayConfig(), vault_root=root)
+    d = Decay(store, DecayConfig(enabled=True), vault_root=root)
     d.run(now=T0)
     report = d.run(now=T0 + 181 * DAY)
     assert report.forgotten == ("facts/old",) and report.protected == 1
