@@ -321,3 +321,21 @@ def test_a_tombstone_holds_on_the_write_path_with_decay_disabled(store: Any) -> 
     assert res.ok and store.get_event("e1") is None
     add_events(store, "e1")  # the journal replays it
     assert store.get_event("e1") is None and store.tombstones_of("e1")
+
+
+def test_a_note_found_pinned_by_the_forget_scan_keeps_its_state_row(store: Any) -> None:
+    # Regression: the forget scan pinned such a note's row and then deleted it in the same step
+    # (as if its source were gone), losing its zone and recall count.
+    store.upsert_notes("knowledge", [note_row("facts/late", {"zone": 4})])
+    d = make(store)
+    d.run(now=T0)
+    with store.transaction() as cur:
+        d.apply_touches(cur, [("knowledge", "facts/late", T0 + DAY)])  # zone 4 -> 3, one recall
+    with store.transaction() as cur:  # back in zone 4, idle: a forget candidate
+        cur.execute("UPDATE item_state SET zone = 4, idle_since = 0 WHERE item_id = 'facts/late'")
+    # Pinned in the vault; the same updated_at, so the refresh does not read it again before the scan.
+    store.upsert_notes("knowledge", [note_row("facts/late", {"zone": 4, "pinned": True})])
+    report = d.run(now=T0 + 200 * DAY)
+    assert report.forgotten == ()
+    st = store.item_state("knowledge", "facts/late")
+    assert st is not None and st.pinned and st.recall_count == 1 and st.zone == 4
