@@ -98,18 +98,38 @@ def graph_table(args: argparse.Namespace, backends: list[str]) -> str:
     return table(g.run(backends, g.Sizes.of(args.quick)), g.HEADER)
 
 
+def decay_table(args: argparse.Namespace, backends: list[str]) -> str:
+    import bench_decay
+
+    n = args.decay_items
+    rows: list[tuple[str, ...]] = []
+    for b in backends:
+        r = bench_decay.bench_backend(b, n)
+        rows.append((b, f"steady run over {n:,} items ({r['demoted']:,} demoted, {r['forgotten']:,} forgotten, "
+                        f"{r['protected']:,} protected)", f"{r['steady']:.2f} s", "≤ 5 s at 100,000 items",
+                     f"{r['baseline'] / r['steady']:.1f}× faster than the per-row loop"))
+        rows.append((b, "  of which CPU in this process (client side)", f"{r['steady_cpu']:.2f} s", "", ""))
+        rows.append((b, "per-row loop, same decisions, twin database (seed's approach)", f"{r['baseline']:.2f} s",
+                     "baseline", ""))
+        rows.append((b, f"first run (adopts all {r['adopted']:,} items)", f"{r['first']:.2f} s", "", ""))
+        rows.append((b, "same end state as the per-row loop", "yes" if r["same"] else "NO", "yes",
+                     "" if r["same"] else "FAILED"))
+    return table(rows, ("backend", "measure", "result", "target", "ratio / note"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
-    ap.add_argument("--only", choices=["store", "queue", "vault", "recall", "graph"], action="append")
+    ap.add_argument("--only", choices=["store", "queue", "vault", "recall", "graph", "decay"], action="append")
     ap.add_argument("--no-mysql", action="store_true")
     args = ap.parse_args()
     scale = 10 if args.quick else 1
     args.hot, args.drain, args.naive = 200_000 // scale, 200_000 // scale, 2_000 // scale
     args.outage, args.window = 1_000_000 // scale, 10_000
     args.notes, args.edits, args.idle = 10_000 // scale, 100 // (scale // 5 or 1), 60.0 / (scale // 2 or 1)
+    args.decay_items = 100_000 // scale
     backends = ["sqlite"] + (["mariadb"] if not args.no_mysql and mysql_available() else [])
-    only = set(args.only or ["store", "queue", "vault", "recall", "graph"])
+    only = set(args.only or ["store", "queue", "vault", "recall", "graph", "decay"])
     print(f"# memory benchmarks — Python {platform.python_version()}, {platform.machine()}, "
           f"backends: {', '.join(backends)}\n")
     if "store" in only:
@@ -127,6 +147,9 @@ def main() -> None:
     if "graph" in only:
         print("## Graph: add_edge as an append, recall with the boost\n")
         print(graph_table(args, backends), "\n", flush=True)
+    if "decay" in only:
+        print("## Decay: a run over every item, against a per-row loop\n")
+        print(decay_table(args, backends), "\n", flush=True)
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ def zone(store: Any, item_id: str, kind: str = "event") -> int | None:
 
 
 def make(store: Any, **kw: Any) -> Decay:
-    return Decay(store, DecayConfig(**kw))
+    return Decay(store, DecayConfig(**{"enabled": True, **kw}))
 
 
 def outbox(store: Any) -> set[tuple[str, str]]:
@@ -257,7 +257,7 @@ def test_report_contents_and_batches(store: Any) -> None:
 def test_audit_gets_one_zone_line_per_run(store: Any) -> None:
     add_events(store, *[f"e{i}" for i in range(5)])
     lines: list[tuple[str, dict[str, Any]]] = []
-    d = Decay(store, DecayConfig(initial_zones={"event": 3, "knowledge": 1}),
+    d = Decay(store, DecayConfig(enabled=True, initial_zones={"event": 3, "knowledge": 1}),
               audit=lambda event, **f: lines.append((event, f)))
     d.run(now=T0 + 31 * DAY)
     d.forget("e0", "test")
@@ -271,7 +271,7 @@ def test_audit_gets_one_zone_line_per_run(store: Any) -> None:
 def test_health_reports_zones_usage_and_problems(store: Any) -> None:
     add_events(store, *[f"e{i}" for i in range(9)])
     clock = [T0]
-    d = Decay(store, DecayConfig(capacity={3: 10, 0: 5}), clock=lambda: clock[0])
+    d = Decay(store, DecayConfig(enabled=True, capacity={3: 10, 0: 5}), clock=lambda: clock[0])
     section, problems = d.health()
     assert section["last_run_at"] is None and section["zones"] is None and problems == ()
     report = d.run_leased("me")
@@ -321,3 +321,21 @@ def test_a_tombstone_holds_on_the_write_path_with_decay_disabled(store: Any) -> 
     assert res.ok and store.get_event("e1") is None
     add_events(store, "e1")  # the journal replays it
     assert store.get_event("e1") is None and store.tombstones_of("e1")
+
+
+def test_a_note_found_pinned_by_the_forget_scan_keeps_its_state_row(store: Any) -> None:
+    # Regression: the forget scan pinned such a note's row and then deleted it in the same step
+    # (as if its source were gone), losing its zone and recall count.
+    store.upsert_notes("knowledge", [note_row("facts/late", {"zone": 4})])
+    d = make(store)
+    d.run(now=T0)
+    with store.transaction() as cur:
+        d.apply_touches(cur, [("knowledge", "facts/late", T0 + DAY)])  # zone 4 -> 3, one recall
+    with store.transaction() as cur:  # back in zone 4, idle: a forget candidate
+        cur.execute("UPDATE item_state SET zone = 4, idle_since = 0 WHERE item_id = 'facts/late'")
+    # Pinned in the vault; the same updated_at, so the refresh does not read it again before the scan.
+    store.upsert_notes("knowledge", [note_row("facts/late", {"zone": 4, "pinned": True})])
+    report = d.run(now=T0 + 200 * DAY)
+    assert report.forgotten == ()
+    st = store.item_state("knowledge", "facts/late")
+    assert st is not None and st.pinned and st.recall_count == 1 and st.zone == 4

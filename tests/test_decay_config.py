@@ -15,6 +15,8 @@ from memory.decay import DecayConfig, read_decay_config
 def test_defaults() -> None:
     cfg = read_decay_config(None)
     assert cfg == DecayConfig(enabled=False)  # the section is off unless it says enabled: true
+    # Built by hand it is off too: decay forgets data, so turning it on is always said out loud.
+    assert DecayConfig() == cfg and not DecayConfig().enabled
     assert (cfg.enabled, cfg.interval_s, cfg.decay_days, cfg.auto_forget_days, cfg.min_zone_for_decay) == \
         (False, 3600.0, 30.0, 180.0, 2)
     assert dict(cfg.initial_zones) == {"knowledge": 1, "event": 3} and dict(cfg.capacity) == {}

@@ -17,7 +17,7 @@ import pytest
 
 from memory._config import VaultConfig
 from memory.decay import Decay, DecayConfig
-from memory.decay._trash import TrashError, TrashMissing, move_to_trash, restore_from_trash
+from memory.decay._trash import TrashError, TrashMissing, TrashReplaced, move_to_trash, restore_from_trash
 from memory.vault import Vault
 
 from .test_decay import DAY, T0, decay_store
@@ -44,7 +44,7 @@ def test_forget_moves_the_note_to_the_trash_and_restore_brings_it_back(env: tupl
     inode = note.stat().st_ino
     assert vault.sync().new == 1
     store.add_edges([("facts/tea", "facts/other", "links_to", 1.0, T0)], None)
-    d = Decay(store, DecayConfig(), vault_root=root)
+    d = Decay(store, DecayConfig(enabled=True), vault_root=root)
     res = d.forget("facts/tea", "outdated", now=T0)
     assert res.ok and res.kind == "knowledge"
     assert res.trash_path == ".trash/2023-11-14/knowledge/facts/tea.md"
@@ -80,7 +80,7 @@ def test_a_name_clash_in_the_trash_gets_a_suffix_and_restore_never_overwrites(en
     earlier.parent.mkdir(parents=True)
     earlier.write_text("an earlier tea note\n", encoding="utf-8")
     (earlier.parent / "tea~1.md").write_text("and another\n", encoding="utf-8")
-    d = Decay(store, DecayConfig(), vault_root=root)
+    d = Decay(store, DecayConfig(enabled=True), vault_root=root)
     res = d.forget("facts/tea", now=T0)
     assert res.ok and res.trash_path == ".trash/2023-11-14/knowledge/facts/tea~2.md"
     assert earlier.read_text(encoding="utf-8") == "an earlier tea note\n"
@@ -134,7 +134,7 @@ def test_a_forget_stopped_before_the_file_moved_is_completed_by_the_next_run(env
         rows = store.source_rows(cur, "knowledge", ["facts/tea"])
         store.tombstone(cur, "knowledge", rows, {"facts/tea": 4}, "auto-forget", T0, "pending")
     assert note.exists() and len(store.pending_trash(10)) == 1
-    d = Decay(store, DecayConfig(), vault_root=root)
+    d = Decay(store, DecayConfig(enabled=True), vault_root=root)
     section, problems = d.health(now=T0)
     assert section["pending_trash"] == 1 and any("wait to be moved" in p for p in problems)
     report = d.run(now=T0 + DAY)
@@ -148,7 +148,7 @@ def test_auto_forget_of_a_note_moves_its_file(env: tuple[Any, Vault, Path]) -> N
     (root / "knowledge" / "facts" / "old.md").write_text("---\nzone: cloud\n---\nold news\n", encoding="utf-8")
     (root / "knowledge" / "facts" / "kept.md").write_text("---\nzone: 4\npinned: true\n---\nkeep\n", encoding="utf-8")
     vault.sync()
-    d = Decay(store, DecayConfig(), vault_root=root)
+    d = Decay(store, DecayConfig(enabled=True), vault_root=root)
     d.run(now=T0)
     report = d.run(now=T0 + 181 * DAY)
     assert report.forgotten == ("facts/old",) and report.protected == 1
@@ -156,3 +156,49 @@ def test_auto_forget_of_a_note_moves_its_file(env: tuple[Any, Vault, Path]) -> N
     assert (root / "knowledge" / "facts" / "kept.md").exists()
     assert len(list((root / ".trash").rglob("old.md"))) == 1
     assert os.listdir(root / ".trash") == ["2024-05-13"]
+
+
+def test_a_new_note_written_at_a_forgotten_notes_path_is_never_moved(env: tuple[Any, Vault, Path]) -> None:
+    # Regression: a pending move took whatever file sat at the tombstone's path, so a note a person
+    # had written there since the forget went to the trash in place of the forgotten one.
+    store, vault, root = env
+    note = root / "knowledge" / "facts" / "tea.md"
+    note.write_text(NOTE, encoding="utf-8")
+    vault.sync()
+    with store.transaction() as cur:  # forgotten; the process stopped before the file moved
+        rows = store.source_rows(cur, "knowledge", ["facts/tea"])
+        store.tombstone(cur, "knowledge", rows, {"facts/tea": 4}, "auto-forget", T0, "pending")
+    note.write_text("# Tea, again\n\nA new note about tea.\n", encoding="utf-8")
+    clock = [T0 + DAY]
+    d = Decay(store, DecayConfig(enabled=True), vault_root=root, clock=lambda: clock[0])
+    report = d.run_leased("me")
+    assert report is not None and report.forgotten == ()
+    ((item, why),) = report.trash_failures
+    assert item == "facts/tea" and "different file" in why and "left in place" in why
+    assert note.read_text(encoding="utf-8") == "# Tea, again\n\nA new note about tea.\n"
+    assert not (root / ".trash").exists() or not list((root / ".trash").rglob("*.md"))
+    (tomb,) = store.tombstones_of("facts/tea")
+    assert (tomb.file_state, tomb.trash_path) == ("replaced", None)
+    assert store.pending_trash(10) == []  # settled: not retried on every run
+    section, problems = d.health()
+    assert section["replaced_files"] == 1 and section["pending_trash"] == 0
+    assert any("left the files of 1 forgotten notes in place" in p for p in problems), problems
+    # The forgotten version is still restorable from its tombstone; the new file is not touched.
+    assert d.restore("facts/tea").ok
+    assert note.read_text(encoding="utf-8") == "# Tea, again\n\nA new note about tea.\n"
+
+
+def test_move_to_trash_checks_the_digest_through_the_new_name(tmp_path: Path) -> None:
+    import hashlib
+
+    root = tmp_path / "vault"
+    (root / "knowledge" / "facts").mkdir(parents=True)
+    note = root / "knowledge" / "facts" / "a.md"
+    note.write_text("the new one", encoding="utf-8")
+    old = hashlib.sha256(b"the forgotten one").hexdigest()
+    with pytest.raises(TrashReplaced):
+        move_to_trash(root, "knowledge/facts/a.md", T0, expect_digest=old)
+    assert note.read_text(encoding="utf-8") == "the new one" and not list((root / ".trash").rglob("*.md"))
+    same = hashlib.sha256(b"the new one").hexdigest()
+    moved = move_to_trash(root, "knowledge/facts/a.md", T0, expect_digest=same)
+    assert (root / moved).read_text(encoding="utf-8") == "the new one" and not note.exists()

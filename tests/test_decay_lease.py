@@ -40,7 +40,7 @@ class Held(Decay):
         time.sleep(600 if mode == "hang" else 1.0)
         return super().run(*args, **kwargs)
 
-sched = DecayScheduler(Held(store, DecayConfig(lease_ttl_s=2)), holder=f"proc-{os.getpid()}")
+sched = DecayScheduler(Held(store, DecayConfig(enabled=True, lease_ttl_s=2)), holder=f"proc-{os.getpid()}")
 while time.time() < start_at:
     time.sleep(0.001)
 report = sched.loop_once()
@@ -111,7 +111,7 @@ def test_a_killed_holders_lease_is_taken_over_after_it_expires(store: Any, dsn: 
             proc.kill()
             proc.wait()
     killed_at = time.time()
-    sched = DecayScheduler(Decay(store, DecayConfig(lease_ttl_s=2)), holder="survivor")
+    sched = DecayScheduler(Decay(store, DecayConfig(enabled=True, lease_ttl_s=2)), holder="survivor")
     assert sched.loop_once() is None  # the dead holder's lease has not expired yet
     assert store.lease("decay").holder == holder
 
@@ -127,7 +127,7 @@ def test_a_killed_holders_lease_is_taken_over_after_it_expires(store: Any, dsn: 
 def test_scheduler_steps_by_its_clock(store: Any) -> None:
     add_events(store, "e1")
     clock, wall = [0.0], [T0]
-    d = Decay(store, DecayConfig(interval_s=3600, initial_zones={"event": 2, "knowledge": 1}))
+    d = Decay(store, DecayConfig(enabled=True, interval_s=3600, initial_zones={"event": 2, "knowledge": 1}))
     sched = DecayScheduler(d, clock=lambda: clock[0], wall=lambda: wall[0], holder="one")
     sched.initialize()
     assert sched.loop_once() is not None and sched.runs == 1
@@ -143,7 +143,7 @@ def test_scheduler_steps_by_its_clock(store: Any) -> None:
 
 def test_scheduler_thread_starts_runs_and_stops(store: Any) -> None:
     add_events(store, "e1")
-    d = Decay(store, DecayConfig(interval_s=3600))
+    d = Decay(store, DecayConfig(enabled=True, interval_s=3600))
     d.start()
     try:
         assert d.scheduler is not None and wait_for(lambda: d.scheduler.runs == 1, timeout=30)  # type: ignore[union-attr]

@@ -4,7 +4,7 @@ naming file, key, expectation and finding.
 Defaults (every key optional)::
 
     decay:
-      enabled: true            # false: no scheduler; `memory decay run` still works on demand
+      enabled: false           # opt-in (decay forgets data); forget and restore work either way
       interval: 1h             # how often the scheduler runs decay (seconds, or 30m, 12h, 1d, ...)
       decay_days: 30           # idle this long (no recall, not newly in its zone) -> one zone out
       auto_forget_days: 180    # idle this long in zone 4 (cloud) -> forgotten (tombstoned, file to trash)
@@ -40,9 +40,10 @@ _SAFE_DIR = re.compile(r"\.[A-Za-z0-9_.-]+")
 
 @dataclasses.dataclass(frozen=True)
 class DecayConfig:
-    """The decay plug-in's settings (see the module docstring for each key)."""
+    """The decay plug-in's settings (see the module docstring for each key). Off by default, as in
+    the config file: decay forgets data, so whoever builds one turns it on (``enabled=True``)."""
 
-    enabled: bool = True
+    enabled: bool = False
     interval_s: float = 3600.0
     decay_days: float = 30.0
     auto_forget_days: float = 180.0
@@ -135,7 +136,6 @@ def read_decay_config(section: Any, *, source: str = "<mapping>") -> DecayConfig
     r = _Reader(source, "decay", section)
     # Off unless the section says so: decay runs a scheduler that takes the database's write lock
     # and, after auto_forget_days, forgets (reversibly) — an operator's decision, not an upgrade's.
-    # (A DecayConfig built by hand defaults to enabled: whoever builds a Decay means to run it.)
     enabled = r.bool("enabled", False)
     interval = _duration(r, "interval", 3600.0)
     decay_days = r.number("decay_days", 30.0, 0.0, 36500.0, low_open=True)

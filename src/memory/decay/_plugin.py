@@ -2,16 +2,24 @@
 
 Guarantees:
 
-* **A run is set-based and bounded.** Each step (adopt a page, forget a batch, demote a batch) is
-  one short transaction of at most ``batch_size`` items, so writers wait at most one batch. A run
+* **A run is set-based and bounded.** Each step (adopt a page, forget a batch, demote a batch, move
+  one forgotten note's file) is one short transaction of at most ``batch_size`` items, so writers
+  wait at most one batch; ``forget`` and ``restore`` in this process wait at most one step too (the
+  plug-in's lock is held per step, not per run). A run
   moves an item at most one zone (a demotion restarts its idle time), forgets only items idle in
   zone 4 for ``auto_forget_days``, and never touches pinned notes or anything under ``md/``.
 * **``dry_run`` changes nothing**: the same steps run in one transaction that is rolled back, and
   no file moves, so the report is exactly what a run at that moment would do. (On SQLite that
   transaction holds the write lock for the whole dry run; writers wait, bounded by busy_timeout.)
+* **A leased run keeps its lease.** ``keep_alive`` is asked before every step, adoption pages and
+  file moves included; when it says no (the lease was lost, or the service is stopping) the run
+  stops there, reported in ``aborted``.
 * **Forgetting a note never loses it.** The tombstone (with the row) commits first, marked
   ``pending``; then the file moves into the trash and the tombstone records where. A process
   stopping in between leaves ``pending``, which every run (and a repeated ``forget``) completes.
+  The file moves only if it is still the note that was forgotten (its SHA-256, as the vault
+  digests notes, equals the tombstone's): a different file written at that path since is left
+  where it is, recorded as ``replaced`` and reported.
 * **Restore is the reverse**: the file goes back first (refused if its place is taken), then one
   transaction deletes the tombstone, puts the row back, gives it a fresh state row and queues it
   for the recall index; if that transaction fails, the file returns to the trash.
@@ -40,7 +48,7 @@ from ..store._decay import CLOUD, KINDS, TombstoneRow
 from ..store._recall import KIND_EVENT, KIND_NOTE
 from . import _policy
 from ._config import ZONE_NAMES, DecayConfig
-from ._trash import TrashError, TrashMissing, move_to_trash, restore_from_trash
+from ._trash import TrashError, TrashMissing, TrashReplaced, move_to_trash, restore_from_trash
 
 log = logging.getLogger("memory.decay")
 
@@ -67,8 +75,21 @@ class RestoreResult:
     message: str = ""
 
 
-class _Rollback(BaseException):  # noqa: N818 - not an error: passes _errors() untouched
-    """Ends a dry run's transaction (rolled back by ``_raw_write``)."""
+class _Rollback(BaseException):  # noqa: N818 - not an error: passes the store's error mapping untouched
+    """Ends a dry run's transaction (rolled back by ``store.transaction``)."""
+
+
+@dataclasses.dataclass
+class _Progress:
+    """A run's answer to "go on?": ``keep_alive`` asked before each step, until it first says no."""
+
+    alive: Callable[[], bool]
+    aborted: str | None = None
+
+    def go(self) -> bool:
+        if self.aborted is None and not self.alive():
+            self.aborted = LOST
+        return self.aborted is None
 
 
 def _holder_id() -> str:
@@ -91,7 +112,10 @@ class Decay:
         self._audit_fn: Audit | None = getattr(audit, "emit", audit) if audit is not None else None
         self.clock = clock
         self.scheduler: DecayScheduler | None = None
-        self._lock = threading.Lock()  # one run (or forget/restore) at a time in this process
+        # One run at a time in this process; and one step (a run's transaction or file move, or
+        # a whole forget/restore) at a time, so a request waits for one step, never for a run.
+        self._run_lock = threading.Lock()
+        self._lock = threading.Lock()
 
     # -- the plug-in contract ------------------------------------------------------------------------
     def start(self) -> None:
@@ -116,11 +140,12 @@ class Decay:
 
     @contextlib.contextmanager
     def _tx(self, shared: Any | None) -> Iterator[Any]:
-        """A transaction of its own, or the dry run's shared one."""
+        """One step: a transaction of its own under the step lock, or the dry run's shared one
+        (whose run holds the lock throughout)."""
         if shared is not None:
             yield shared
             return
-        with self.store._errors(), self.store._raw_write() as cur:
+        with self._lock, self.store.transaction() as cur:
             yield cur
 
     # -- the touch hook (called by the writer inside its transaction) -------------------------------
@@ -145,20 +170,21 @@ class Decay:
     def run(self, now: float | None = None, dry_run: bool = False,
             keep_alive: Callable[[], bool] | None = None) -> _policy.DecayReport:
         """Adopt new items, forget idle zone-4 items, demote idle items one zone; move forgotten
-        notes' files. ``keep_alive`` is asked between batches (the scheduler renews its lease);
+        notes' files. ``keep_alive`` is asked before every step (the scheduler renews its lease);
         False stops the run, reported in ``aborted``. Raises StoreError if the database fails."""
         t0 = time.perf_counter()
         now = float(self.clock() if now is None else now)
         if not self.config.enabled:
             return _policy.DecayReport(started_at=now, dry_run=dry_run, aborted="decay is disabled (decay.enabled)")
-        with self._lock:
+        with self._run_lock:
             if not dry_run:
-                return self._run(now, None, keep_alive, t0)
-            # keep_alive is not asked: a dry run is one transaction, over before a lease could lapse
+                return self._run(now, None, _Progress(keep_alive or (lambda: True)), t0)
+            # keep_alive is not asked: a dry run is one transaction, over before a lease could lapse.
+            # It holds the step lock throughout (forget/restore would wait on its database lock anyway).
             report: list[_policy.DecayReport] = []
             try:
-                with self.store._errors(), self.store._raw_write() as cur:
-                    report.append(self._run(now, cur, None, t0))
+                with self._lock, self.store.transaction() as cur:
+                    report.append(self._run(now, cur, _Progress(lambda: True), t0))
                     raise _Rollback
             except _Rollback:
                 pass
@@ -170,9 +196,10 @@ class Decay:
         """``run`` while holding the database lease, so no other process runs decay meanwhile.
 
         None if another process holds the lease (or, with ``min_interval``, ran within it). The
-        lease is renewed between batches and given up afterwards; a real run records its time and
-        summary in the lease row (what ``health`` shows). A failed run records nothing. ``stop``
-        (the scheduler's shutdown) ends the run at its next batch, reported in ``aborted``.
+        lease is renewed before every step of the run (at most every tenth of ``lease_ttl``: each
+        renewal is a write) and given up afterwards; a real run records its time and summary in
+        the lease row (what ``health`` shows). A failed run records nothing. ``stop`` (the
+        scheduler's shutdown) ends the run at its next step, reported in ``aborted``.
         """
         if not self.config.enabled:
             return self.run(dry_run=dry_run)
@@ -182,30 +209,35 @@ class Decay:
         if not self.store.take_lease(LEASE, holder, wall(), ttl, min_interval):
             return None
         started, report = wall(), None
+        renewed = [started]
+
+        def keep_alive() -> bool:
+            if stop is not None and stop():
+                return False
+            at = wall()
+            if at - renewed[0] < ttl / 10:
+                return True
+            renewed[0] = at
+            return bool(self.store.renew_lease(LEASE, holder, at, ttl))
+
         try:
-            report = self.run(now=started, dry_run=dry_run,
-                              keep_alive=lambda: not (stop and stop()) and bool(
-                                  self.store.renew_lease(LEASE, holder, wall(), ttl)))
+            report = self.run(now=started, dry_run=dry_run, keep_alive=keep_alive)
         finally:
             record = report is not None and not dry_run
             self.store.release_lease(LEASE, holder, started if record else None,
                                      json.dumps(report.summary()) if record and report is not None else None)
         return report
 
-    def _run(self, now: float, shared: Any | None, keep_alive: Callable[[], bool] | None,
-             t0: float) -> _policy.DecayReport:
+    def _run(self, now: float, shared: Any | None, progress: _Progress, t0: float) -> _policy.DecayReport:
         cfg, cuts, batch = self.config, _policy.cutoffs(now, self.config), self.config.batch_size
         dry = shared is not None
-        alive = keep_alive or (lambda: True)
-        adopted, aborted = self._adopt(now, shared), None
-        with self._tx(shared) as cur:
-            protected = self.store.count_protected(cur, cfg.min_zone_for_decay, cuts.decay, cuts.forget)
+        adopted, protected = self._adopt(now, shared, progress), 0
+        if progress.go():
+            with self._tx(shared) as cur:
+                protected = self.store.count_protected(cur, cfg.min_zone_for_decay, cuts.decay, cuts.forget)
         forgotten: list[str] = []
         after: tuple[float, str, str] | None = None
-        while aborted is None:
-            if not alive():
-                aborted = LOST
-                break
+        while progress.go():
             with self._tx(shared) as cur:
                 found = self.store.idle_items(cur, CLOUD, cuts.forget, batch, after)
                 if not found:
@@ -218,10 +250,7 @@ class Decay:
         demoted: list[tuple[str, int, int]] = []
         for zone in _policy.demote_zones(cfg):
             after = None
-            while aborted is None:
-                if not alive():
-                    aborted = LOST
-                    break
+            while progress.go():
                 with self._tx(shared) as cur:
                     found = self.store.idle_items(cur, zone, cuts.decay, batch, after)
                     if not found:
@@ -230,30 +259,28 @@ class Decay:
                     self.store.demote(cur, zone, [(k, i) for k, i, _ in found], now)
                 demoted += [(i, zone, zone + 1) for _, i, _ in found]
         with self._tx(shared) as cur:
-            zones = {z: 0 for z in range(CLOUD + 1)}
-            cur.execute("SELECT zone, COUNT(*) FROM item_state GROUP BY zone")
-            zones.update({int(z): int(n) for z, n in cur.fetchall()})
-        failures = () if dry else self.finish_pending_trash()
+            zones = self.store.zone_counts(cur)
+        failures = () if dry else self._finish_pending_trash(progress)
         report = _policy.DecayReport(
             started_at=now, dry_run=dry, scanned=sum(zones.values()) + len(forgotten), adopted=adopted,
             demoted=tuple(demoted), forgotten=tuple(forgotten), protected=protected, zones=zones,
-            trash_failures=failures, seconds=time.perf_counter() - t0, aborted=aborted)
+            trash_failures=failures, seconds=time.perf_counter() - t0, aborted=progress.aborted)
         if not dry:
             if demoted:
                 self._audit(ZONE_CHANGE, count=len(demoted), changes=report.zone_changes())
             self._audit(DECAY_RUN, **report.summary())
         return report
 
-    def _adopt(self, now: float, shared: Any | None) -> int:
+    def _adopt(self, now: float, shared: Any | None, progress: _Progress) -> int:
         """State rows for committed items that have none (and refreshed ones for edited notes)."""
         cfg, batch, adopted = self.config, self.config.batch_size, 0
         after: str | None = ""
-        while after is not None:
+        while after is not None and progress.go():
             with self._tx(shared) as cur:
                 n, after = self.store.adopt_events(cur, after, batch, cfg.initial_zone(KIND_EVENT), now)
             adopted += n
         after = ""
-        while after is not None:
+        while after is not None and progress.go():
             with self._tx(shared) as cur:
                 changes, after = self.store.note_changes(cur, after, batch)
                 adopted += sum(1 for c in changes if not c.has_state)
@@ -261,7 +288,7 @@ class Decay:
         # Notes removed in the vault leave state rows behind; events go only through forget, which
         # drops theirs (an orphan is harmless anyway: a forget candidate without a source row is
         # dropped then), so only the small notes side is swept on every run.
-        while True:
+        while progress.go():
             with self._tx(shared) as cur:
                 if self.store.drop_missing_states(cur, KIND_NOTE, batch) < batch:
                     break
@@ -277,53 +304,61 @@ class Decay:
             if not ids:
                 continue
             rows = self.store.source_rows(cur, kind, ids)
+            self.store.drop_states(cur, kind, [i for i in ids if i not in rows])  # the source is gone
             if kind == KIND_NOTE:
                 keep = {i: r for i, r in rows.items() if not _policy.note_protected(r.get("path"),
                                                                                     r.get("metadata_json"))}
-                self._pin(cur, kind, [i for i in rows if i not in keep])
+                self.store.pin_states(cur, kind, [i for i in rows if i not in keep])  # keeps its row
                 rows = keep
-            self._drop_states(cur, kind, [i for i in ids if i not in rows])
             done += [(kind, i) for i in self.store.tombstone(cur, kind, rows, {i: CLOUD for i in rows}, reason, now,
                                                              "pending" if kind == KIND_NOTE else None)]
         return done
 
-    def _pin(self, cur: Any, kind: str, ids: Sequence[str]) -> None:
-        p = self.store.param
-        for i in ids:  # rare: a note pinned after its state row was written and before a refresh
-            cur.execute(f"UPDATE item_state SET pinned = 1 WHERE kind = {p} AND item_id = {p}", (kind, i))
-
-    def _drop_states(self, cur: Any, kind: str, ids: Sequence[str]) -> None:
-        p = self.store.param
-        for i in ids:
-            cur.execute(f"DELETE FROM item_state WHERE kind = {p} AND item_id = {p}", (kind, i))
-
     # -- files of forgotten notes -------------------------------------------------------------------
-    def finish_pending_trash(self) -> tuple[tuple[str, str], ...]:
+    def finish_pending_trash(self, keep_alive: Callable[[], bool] | None = None) -> tuple[tuple[str, str], ...]:
         """Move the files of forgotten notes still marked ``pending`` (into the trash folder of the
-        day they were forgotten). Returns (id, why) of those that could not move."""
+        day they were forgotten). Returns (id, why) of those that did not move. ``keep_alive`` is
+        asked before each file; False stops there (the rest stay pending for the next run)."""
+        return self._finish_pending_trash(_Progress(keep_alive or (lambda: True)))
+
+    def _finish_pending_trash(self, progress: _Progress) -> tuple[tuple[str, str], ...]:
         failures: list[tuple[str, str]] = []
         while True:
             pending = self.store.pending_trash(self.config.batch_size)
-            progress = False
+            moved = False
             for tomb in pending:
-                why = self._trash_file(tomb, tomb.forgotten_at)
+                if not progress.go():
+                    return tuple(failures)
+                with self._lock:  # one step; and a forget or restore of this note is not halfway
+                    current = next((t for t in self.store.tombstones_of(tomb.item_id) if t.kind == tomb.kind), None)
+                    if current is None or current.file_state != "pending":
+                        continue  # restored, or settled by a forget, since the page was read
+                    why = self._trash_file(current, current.forgotten_at)
                 if why is None:
-                    progress = True
+                    moved = True
                 else:
                     failures.append((tomb.item_id, why))
-            if not progress or len(pending) < self.config.batch_size:
+            if not moved or len(pending) < self.config.batch_size:
                 return tuple(failures)
 
     def _trash_file(self, tomb: TombstoneRow, at: float) -> str | None:
-        """Move one forgotten note's file; record the outcome on its tombstone. None if settled."""
+        """Move one forgotten note's file; record the outcome on its tombstone. None if moved (or
+        there was nothing left to move); else why, in plain words."""
         rel = str(tomb.payload.get("path") or "")
         if self.vault_root is None:
             return "no vault folder is configured, so the file was not moved"
         try:
-            moved = move_to_trash(self.vault_root, rel, at, self.config.trash_dir)
+            moved = move_to_trash(self.vault_root, rel, at, self.config.trash_dir, expect_digest=tomb.digest)
         except TrashMissing:
             self.store.set_trashed(tomb.kind, tomb.item_id, None, "missing")  # nothing left to move
             return None
+        except TrashReplaced:
+            # A note written at this path since the forget is somebody's new note: never moved. The
+            # forgotten version stays restorable from its tombstone; the vault syncs the new one.
+            self.store.set_trashed(tomb.kind, tomb.item_id, None, "replaced")
+            log.warning("decay: %s holds a different file than forgotten note %s: left in place", rel, tomb.item_id)
+            return (f"{rel} now holds a different file than the forgotten note (written there since): it was left "
+                    "in place, not moved to the trash")
         except (TrashError, OSError) as exc:
             log.warning("decay: the file of forgotten note %s stays in place: %s", tomb.item_id, exc)
             return str(exc)
@@ -353,14 +388,14 @@ class Decay:
                 return ForgetResult(False, item_id, None, "no such event or note")
             if kind == "config":
                 return ForgetResult(False, item_id, kind, "configs (md/) are never forgotten")
-            with self.store._errors(), self.store._raw_write() as cur:
+            with self.store.transaction() as cur:
                 rows = self.store.source_rows(cur, kind, [item_id])
                 row = rows.get(item_id)
                 if row is None:
                     return ForgetResult(False, item_id, kind, "no such event or note")
                 if kind == KIND_NOTE and _policy.note_protected(row.get("path"), row.get("metadata_json")):
                     return ForgetResult(False, item_id, kind, "pinned notes are never forgotten")
-                state = self._zone_in(cur, kind, item_id)
+                state = self.store.zone_of(cur, kind, item_id)
                 self.store.tombstone(cur, kind, rows, {item_id: state}, reason, at,
                                      "pending" if kind == KIND_NOTE else None)
             trash_path, message = None, "forgotten"
@@ -369,16 +404,12 @@ class Decay:
                 why = None if tomb is None else self._trash_file(tomb, at)
                 tomb = next((t for t in self.store.tombstones_of(item_id) if t.kind == kind), tomb)
                 trash_path = tomb.trash_path if tomb is not None else None
-                if why:
+                if why and tomb is not None and tomb.file_state == "replaced":
+                    message = f"forgotten; {why}"
+                elif why:
                     message = f"forgotten; the file stays in place for now ({why}); the next decay run retries"
         self._audit(FORGET, id=item_id, kind=kind, reason=reason, trash_path=trash_path)
         return ForgetResult(True, item_id, kind, message, trash_path)
-
-    def _zone_in(self, cur: Any, kind: str, item_id: str) -> int | None:
-        p = self.store.param
-        cur.execute(f"SELECT zone FROM item_state WHERE kind = {p} AND item_id = {p}", (kind, item_id))
-        row = cur.fetchone()
-        return None if row is None else int(row[0])
 
     def restore(self, item_id: str, *, now: float | None = None) -> RestoreResult:
         """Bring a forgotten item back (file, row, a fresh state row in its kind's initial zone) and
@@ -406,7 +437,7 @@ class Decay:
                 except (TrashError, OSError) as exc:
                     return RestoreResult(False, item_id, tomb.kind, str(exc))
             try:
-                with self.store._errors(), self.store._raw_write() as cur:
+                with self.store.transaction() as cur:
                     ok = self.store.restore_row(cur, tomb, self.config.initial_zone(tomb.kind), at)
             except BaseException:
                 if moved_back:
@@ -450,6 +481,7 @@ class Decay:
         try:
             lease = self.store.lease(LEASE)
             pending = len(self.store.pending_trash(1000))
+            replaced = self.store.replaced_count()
         except StoreError as exc:
             section["error"] = str(exc)
             return section, (f"decay state cannot be read from the database ({exc})",)
@@ -471,10 +503,12 @@ class Decay:
                                            "percent": None if u.fraction is None else round(100 * u.fraction, 1),
                                            "warning": u.warning} for u in usage if u.capacity},
             "pending_trash": pending,
+            "replaced_files": replaced,
         })
         problems = _policy.health_problems(usage, enabled=cfg.enabled, scheduler_running=running,
                                            last_run_at=last_run, interval_s=cfg.interval_s, now=now,
-                                           pending_trash=pending, last_aborted=last.get("aborted"))
+                                           pending_trash=pending, last_aborted=last.get("aborted"),
+                                           last_trash_failures=int(last.get("trash_failures") or 0))
         return section, problems
 
 

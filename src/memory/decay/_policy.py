@@ -130,7 +130,7 @@ def zone_usage(counts: Mapping[int, int], capacity: Mapping[int, int]) -> tuple[
 
 def health_problems(usage: Sequence[ZoneUsage], *, enabled: bool, scheduler_running: bool | None,
                     last_run_at: float | None, interval_s: float, now: float, pending_trash: int,
-                    last_aborted: str | None) -> tuple[str, ...]:
+                    last_aborted: str | None, last_trash_failures: int = 0) -> tuple[str, ...]:
     """Plain-words problems for the health report (empty when all is well)."""
     out: list[str] = []
     for u in usage:
@@ -144,6 +144,10 @@ def health_problems(usage: Sequence[ZoneUsage], *, enabled: bool, scheduler_runn
                    f"{interval_s / 3600:.2g} h)")
     if pending_trash:
         out.append(f"{pending_trash} forgotten notes still wait to be moved to the trash")
+    if last_trash_failures:
+        out.append(f"the last decay run left the files of {last_trash_failures} forgotten notes in place (moving "
+                   "them to the trash failed, or a different file had been written at their path); see its "
+                   "trash_failures")
     if last_aborted:
         out.append(f"the last decay run stopped early: {last_aborted}")
     return tuple(out)

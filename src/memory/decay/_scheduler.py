@@ -1,6 +1,7 @@
 """``DecayScheduler``: runs decay every ``interval``, in one process at a time across hosts.
 
-The loop is ``initialize / loop_once / shutdown`` (thin thread around it: ``start`` / ``stop``),
+The loop is ``initialize / loop_once / shutdown`` (the thread around it, ``start`` / ``stop``, is
+``memory._loop.LoopThread``),
 with an injected monotonic ``clock`` (when to look again) and ``wall`` time (the lease, shared
 by every process through the database, compares wall-clock seconds).
 
@@ -14,14 +15,13 @@ another process takes over. Losers look again when the next run is due by the re
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._errors import StoreError
+from .._loop import LoopThread
 
 if TYPE_CHECKING:
     from ._plugin import Decay
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("memory.decay")
 LEASE = "decay"
 RETRY_S = 60.0  # after a failure or a lost race with no recorded run: look again this soon
+FIRST_RETRY_S = 1.0  # after a first failure (doubling up to RETRY_S): a service starting up creates
+# the schema on its writer thread while this one starts, and a run before that fails once
 SLACK = 0.99  # a run recorded a hair less than an interval ago still counts as due
 
 
@@ -48,9 +50,10 @@ class DecayScheduler:
         self.errors = 0
         self.last_error: str | None = None
         self.last_report: DecayReport | None = None
+        self.failures = 0  # in a row
         self._next: float | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = LoopThread("memory-decay", self._step, self._failed)
+        self._stop = self._loop.stopping  # a run in progress ends at its next step once it is set
 
     # -- the loop --------------------------------------------------------------------------------
     def initialize(self) -> None:
@@ -76,8 +79,11 @@ class DecayScheduler:
             report = self.decay.run_leased(self.holder, min_interval=self.interval_s * SLACK, wall=self.wall,
                                            stop=self._stop.is_set)
         except BaseException:
-            self._next = self.clock() + min(RETRY_S, self.interval_s)  # a failed run is due again soon
+            self.failures += 1  # a failed run is due again soon, later after each further failure
+            retry = min(RETRY_S, FIRST_RETRY_S * 2 ** min(self.failures - 1, 16))
+            self._next = self.clock() + min(retry, self.interval_s)
             raise
+        self.failures = 0
         if report is None:
             self._next = self.clock() + self._wait_after_loss()
             return None
@@ -105,32 +111,32 @@ class DecayScheduler:
 
     # -- the thread ------------------------------------------------------------------------------
     def start(self) -> None:
-        if self._thread is None:
+        if not self._loop.running:
             self.initialize()
-            self._thread = threading.Thread(target=self._run, name="memory-decay", daemon=True)
-            self._thread.start()
+            self._loop.start()
 
     def stop(self, timeout: float | None = 5.0) -> None:
-        self.shutdown()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        self._loop.stop(timeout)
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._loop.running
 
     def stats(self) -> dict[str, Any]:
         return {"runs": self.runs, "errors": self.errors, "last_error": self.last_error, "holder": self.holder,
                 "running": self.running}
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.loop_once()
-            except Exception as exc:  # noqa: BLE001 - the scheduler must outlive any failure
-                self.errors += 1
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                self._next = self.clock() + min(RETRY_S, self.interval_s)
-                if not isinstance(exc, StoreError):
-                    log.warning("decay: run failed: %s", exc)
-            self._stop.wait(min(max(self.due_in(), 0.05), 300.0))
+    def _pause(self) -> float:
+        return min(max(self.due_in(), 0.05), 300.0)
+
+    def _step(self) -> float:
+        self.loop_once()
+        return self._pause()
+
+    def _failed(self, exc: Exception) -> float:
+        """The loop's error handler: count, look again soon, log what is not a database outage."""
+        self.errors += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"  # (loop_once has set when to try again)
+        if not isinstance(exc, StoreError):
+            log.warning("decay: run failed: %s", exc)
+        return self._pause()

@@ -6,6 +6,10 @@ The guarantees:
 * **The note's content always has a name.** A move is ``link`` then ``unlink`` of the old name
   (the content is never deleted: the new name exists before the old one goes), or, on a file
   system without hard links, one ``rename`` onto a name checked free just before.
+* **Only the forgotten note moves.** Given the tombstone's digest (SHA-256 of the file's bytes,
+  as ``memory.vault`` digests notes), the file is checked *after* it got its trash name and
+  before the old name goes: a different file at the path (a note written there since) loses the
+  new name again and stays where it is (:class:`TrashReplaced`).
 * **Nothing is overwritten.** ``link`` fails on an existing name; a clash in the trash gets a
   suffix (``name~1.md``, ``name~2.md``, ...); a restore whose original place is taken is refused
   (:class:`TrashError`), so a note written since is never replaced by an old one.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import errno
+import hashlib
 import os
 import stat
 from pathlib import Path, PurePosixPath
@@ -34,6 +39,22 @@ class TrashError(Exception):
 
 class TrashMissing(TrashError):
     """The file to move is not there (moved already, or deleted by someone else)."""
+
+
+class TrashReplaced(TrashError):
+    """The file at the note's path is not the forgotten note (another was written there since)."""
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a regular file's bytes, never through a symbolic link (the vault's note digest)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    try:
+        h = hashlib.sha256()
+        while chunk := os.read(fd, 1 << 20):
+            h.update(chunk)
+        return h.hexdigest()
+    finally:
+        os.close(fd)
 
 
 def trash_day(at: float) -> str:
@@ -72,8 +93,9 @@ def _no_links(root: Path, rel: PurePosixPath, last_may_be_missing: bool) -> Path
     return current
 
 
-def _move_no_clobber(src: Path, dst: Path) -> None:
-    """Give ``src``'s file the name ``dst`` (which must not exist) and drop the old name."""
+def _move_no_clobber(src: Path, dst: Path, expect_digest: str | None = None) -> None:
+    """Give ``src``'s file the name ``dst`` (which must not exist) and drop the old name. With
+    ``expect_digest``, only if the file is that content (else TrashReplaced, nothing moved)."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(src, dst, follow_symlinks=False)
@@ -83,11 +105,19 @@ def _move_no_clobber(src: Path, dst: Path) -> None:
         if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
             raise
         # No hard links here (some FUSE or network file systems): check, then rename. A file
-        # created at ``dst`` in between would be replaced; the window is one system call.
+        # created at ``dst`` (or written at ``src``) in between would slip through; the window is
+        # one system call.
+        if expect_digest and file_digest(src) != expect_digest:
+            raise TrashReplaced(f"{src.name} is not the forgotten note") from None
         if os.path.lexists(dst):
             raise FileExistsError(errno.EEXIST, "exists", str(dst)) from None
         os.rename(src, dst)
         return
+    # Checked through the new name: it is the very file that will stay in the trash, so a note
+    # swapped in at ``src`` before the link is caught, and ``src`` still holds it if so.
+    if expect_digest and file_digest(dst) != expect_digest:
+        os.unlink(dst)
+        raise TrashReplaced(f"{src.name} is not the forgotten note")
     os.unlink(src)
 
 
@@ -97,9 +127,12 @@ def _suffixed(path: Path, n: int) -> Path:
     return path.with_name(f"{stem}~{n}.{ext}" if dot and stem else f"{name}~{n}")
 
 
-def move_to_trash(root: Path, rel: str, at: float, trash_dir: str = ".trash") -> str:
+def move_to_trash(root: Path, rel: str, at: float, trash_dir: str = ".trash", *,
+                  expect_digest: str | None = None) -> str:
     """Move the note ``rel`` (relative to ``root``) into ``<trash_dir>/<date>/<rel>``; returns the
-    trash path relative to ``root``. Raises TrashError (refused or missing) or OSError."""
+    trash path relative to ``root``. With ``expect_digest`` (the forgotten note's SHA-256) a file
+    of other content is left in place: TrashReplaced. Raises TrashError (refused, missing,
+    replaced) or OSError."""
     p = check_note_path(rel)
     root = Path(root)
     src = _no_links(root, p, last_may_be_missing=False)
@@ -110,7 +143,7 @@ def move_to_trash(root: Path, rel: str, at: float, trash_dir: str = ".trash") ->
     for n in range(MAX_SUFFIX):
         dst = target if n == 0 else _suffixed(target, n)
         try:
-            _move_no_clobber(src, dst)
+            _move_no_clobber(src, dst, expect_digest)
         except FileExistsError:
             continue
         return dst.relative_to(root).as_posix()

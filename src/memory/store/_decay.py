@@ -152,6 +152,13 @@ class DecaySql:
     def decay_sql(self) -> DecayStatements:
         return SQLITE if self.dialect == "sqlite" else MYSQL
 
+    @property
+    def _in_chunk(self) -> int:
+        """Ids per ``IN (...)`` list. SQLite has no round trip to save (and old builds allow 999
+        parameters); on MariaDB a batch's ids go in one statement, kept under 1000 values because
+        ``in_predicate_conversion_threshold`` (1000) turns longer lists into a derived table."""
+        return 500 if self.dialect == "sqlite" else 999
+
     def _marks(self, n: int) -> str:
         return ", ".join([self.param] * n)
 
@@ -222,7 +229,7 @@ class DecaySql:
         cur.execute(f"SELECT s.item_id FROM item_state s LEFT JOIN {table} x ON x.{col} = s.item_id "
                     f"WHERE s.kind = '{kind}' AND x.{col} IS NULL LIMIT {int(limit)}")
         gone = [r[0] for r in cur.fetchall()]
-        for chunk in chunks(gone):
+        for chunk in chunks(gone, self._in_chunk):
             cur.execute(f"DELETE FROM item_state WHERE kind = '{kind}' AND item_id IN ({self._marks(len(chunk))})",
                         list(chunk))
         return len(gone)
@@ -260,12 +267,35 @@ class DecaySql:
         p, done = self.param, 0
         for kind in KINDS:
             ids = [i for k, i in items if k == kind]
-            for chunk in chunks(ids):
+            for chunk in chunks(ids, self._in_chunk):
                 cur.execute(f"UPDATE item_state SET zone = zone + 1, zone_since = {p}, idle_since = {p} "
                             f"WHERE kind = {p} AND zone = {p} AND item_id IN ({self._marks(len(chunk))})",
                             [now, now, kind, int(zone), *chunk])
                 done += _n(cur.rowcount)
         return done
+
+    def pin_states(self, cur: Any, kind: str, ids: Sequence[str]) -> int:
+        """Within the caller's transaction: mark ``ids`` pinned (a note pinned after its state row
+        was written and before a refresh read its front matter). Returns rows changed."""
+        done = 0
+        for chunk in chunks(list(ids), self._in_chunk):
+            cur.execute(f"UPDATE item_state SET pinned = 1 WHERE kind = {self.param} AND item_id IN "
+                        f"({self._marks(len(chunk))})", [kind, *chunk])
+            done += _n(cur.rowcount)
+        return done
+
+    def drop_states(self, cur: Any, kind: str, ids: Sequence[str]) -> None:
+        """Within the caller's transaction: delete the state rows of ``ids`` (items whose source is gone)."""
+        for chunk in chunks(list(ids), self._in_chunk):
+            cur.execute(f"DELETE FROM item_state WHERE kind = {self.param} AND item_id IN ({self._marks(len(chunk))})",
+                        [kind, *chunk])
+
+    def zone_of(self, cur: Any, kind: str, item_id: str) -> int | None:
+        """Within the caller's transaction: the item's zone, None without a state row."""
+        p = self.param
+        cur.execute(f"SELECT zone FROM item_state WHERE kind = {p} AND item_id = {p}", (kind, item_id))
+        row = cur.fetchone()
+        return None if row is None else int(row[0])
 
     # -- forgetting -----------------------------------------------------------------------------------
     def source_rows(self, cur: Any, kind: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -274,7 +304,7 @@ class DecaySql:
         cols, table, col = ((_EVENT_COLS, "events", "event_id") if kind == KIND_EVENT
                             else (_NOTE_COLS, "knowledge", q))
         out: dict[str, dict[str, Any]] = {}
-        for chunk in chunks(list(dict.fromkeys(ids))):
+        for chunk in chunks(list(dict.fromkeys(ids)), self._in_chunk):
             cur.execute(f"SELECT {', '.join(self.quote(c) for c in cols)} FROM {table} "  # type: ignore[attr-defined]
                         f"WHERE {col} IN ({self._marks(len(chunk))})", list(chunk))
             out.update({r[0]: dict(zip(cols, r)) for r in cur.fetchall()})
@@ -304,7 +334,7 @@ class DecaySql:
         cur.executemany(f"INSERT INTO tombstones (kind, item_id, {', '.join(cols)}) VALUES ({self._marks(9)}) "
                         f"{self.decay_sql.upsert} {', '.join(f'{c} = {ex(c=c)}' for c in cols)}", params)
         table, col = ("events", "event_id") if kind == KIND_EVENT else ("knowledge", q)
-        for chunk in chunks(ids):
+        for chunk in chunks(ids, self._in_chunk):
             marks = self._marks(len(chunk))
             cur.execute(f"DELETE FROM {table} WHERE {col} IN ({marks})", list(chunk))
             cur.execute(f"DELETE FROM item_state WHERE kind = {p} AND item_id IN ({marks})", [kind, *chunk])
@@ -313,12 +343,22 @@ class DecaySql:
         self.queue_for_index(cur, kind, ids, now)  # type: ignore[attr-defined]
         return ids
 
-    def set_trashed(self, kind: str, item_id: str, trash_path: str | None, file_state: str) -> None:
-        """Record where a forgotten note's file went (``trashed``) or that there was none (``missing``)."""
+    def set_trashed(self, kind: str, item_id: str, trash_path: str | None, file_state: str) -> bool:
+        """Record where a forgotten note's file went (``trashed``), that there was none (``missing``)
+        or that a different file sits at its path (``replaced``, left there). Only a ``pending``
+        tombstone is settled, except that ``trashed`` also corrects ``missing``: two movers racing
+        for one file (a run and a repeated forget in another process) cannot record "missing" over
+        the other's move. False if nothing was recorded (settled or restored meanwhile)."""
         p = self.param
-        with self._errors(), self._raw_write() as cur:  # type: ignore[attr-defined]
-            cur.execute(f"UPDATE tombstones SET trash_path = {p}, file_state = {p} WHERE kind = {p} AND item_id = {p}",
-                        (trash_path, file_state, kind, item_id))
+        states = "('pending', 'missing')" if file_state == "trashed" else "('pending')"
+        with self.transaction() as cur:  # type: ignore[attr-defined]
+            cur.execute(f"UPDATE tombstones SET trash_path = {p}, file_state = {p} WHERE kind = {p} AND item_id = {p} "
+                        f"AND file_state IN {states}", (trash_path, file_state, kind, item_id))
+            return _n(cur.rowcount) == 1
+
+    def replaced_count(self) -> int:
+        """Forgotten notes whose file was left in place because a different file had taken its path."""
+        return _n(self._fetch("SELECT COUNT(*) FROM tombstones WHERE file_state = 'replaced'", ())[0][0])  # type: ignore[attr-defined]
 
     def pending_trash(self, limit: int) -> list[TombstoneRow]:
         """Forgotten notes whose file has not been moved yet (a process stopped in between)."""
@@ -482,10 +522,16 @@ class DecaySql:
                             None if r[6] is None else float(r[6]), bool(r[7]), None if r[8] is None else int(r[8]),
                             None if r[9] is None else float(r[9]))
 
-    def zone_counts(self) -> dict[int, int]:
-        """Items per zone (every zone 0..4 present, 0 when empty)."""
+    def zone_counts(self, cur: Any | None = None) -> dict[int, int]:
+        """Items per zone (every zone 0..4 present, 0 when empty); within ``cur``'s transaction if given."""
+        sql = "SELECT zone, COUNT(*) FROM item_state GROUP BY zone"
+        if cur is None:
+            rows = self._fetch(sql, ())  # type: ignore[attr-defined]
+        else:
+            cur.execute(sql)
+            rows = cur.fetchall()
         counts = {z: 0 for z in range(CLOUD + 1)}
-        for zone, n in self._fetch("SELECT zone, COUNT(*) FROM item_state GROUP BY zone", ()):  # type: ignore[attr-defined]
+        for zone, n in rows:
             counts[int(zone)] = _n(n)
         return counts
 

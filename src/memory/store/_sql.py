@@ -237,6 +237,16 @@ class SqlStore(RecallSql, GraphSql, DecaySql, Store):
             with contextlib.suppress(Exception):
                 conn.close()
 
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """One write transaction for a plug-in's own steps (decay's batches): a DBAPI cursor whose
+        statements commit together when the block ends and roll back if the block raises. An
+        exception leaves as :class:`~memory.StoreError` (the block is store work: a driver's
+        ``ValueError`` for a bad parameter is one too); a ``BaseException`` that is not an
+        ``Exception`` (one that ends a dry run, say) passes unchanged, after the rollback."""
+        with self._errors(), self._raw_write() as cur:
+            yield cur
+
     # -- errors ----------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
