@@ -102,6 +102,12 @@ def test_a_forgotten_note_whose_file_stayed_is_not_synced_back(make: Make, tmp_p
     assert ("some-event", "facts/tea", "mentions") in ends(svc, "facts/tea")
     assert svc.health()["vault"]["forgotten"] == {}
     assert len(svc.store.tombstones_of("facts/tea")) == 1  # the old note is still forgotten
+    # Restoring the old note would overwrite the new one, or drop the old content for good:
+    # refused, with the way out, and both stay as they are.
+    res = svc.restore("facts/tea")
+    assert not res.ok and "a new note now lives at knowledge/facts/tea.md" in res.message, res
+    assert len(svc.store.tombstones_of("facts/tea")) == 1
+    assert "Black tea" in svc.store.get_note("knowledge", "facts/tea")["content"]
 
 
 def test_a_forgotten_note_put_back_by_hand_stays_out_and_restore_keeps_working(make: Make, tmp_path: Path) -> None:

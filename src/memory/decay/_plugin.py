@@ -424,6 +424,13 @@ class Decay:
                 return RestoreResult(False, item_id, None, "not forgotten (no tombstone)")
             tomb = tombs[0]
             moved_back = False
+            if tomb.kind == KIND_NOTE:
+                # A new note a human wrote at the forgotten one's key holds its place: restoring
+                # would either overwrite it or, keeping it, drop the tombstone's content for good.
+                live = self.store.get_note("knowledge", item_id)
+                if live is not None and str(live.get("digest") or "")[:64] != tomb.digest:
+                    return RestoreResult(False, item_id, tomb.kind, f"a new note now lives at {live.get('path')}; "
+                                         "move or rename it, then restore")
             if tomb.kind == KIND_NOTE and tomb.file_state == "trashed" and tomb.trash_path:
                 if self.vault_root is None:
                     return RestoreResult(False, item_id, tomb.kind, "no vault folder is configured to restore into")
