@@ -21,7 +21,7 @@ from .conftest import service_config
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
 from chaos import STALL_S, Proc, failures, judge  # noqa: E402
-from chaos_check import parse_acks, verify  # noqa: E402
+from chaos_check import parse_acks, stderr_problems, verify  # noqa: E402
 from chaos_plan import (EXIT, FORK, KILL, MP_FORK, MP_SPAWN, PLAIN, Options, flap_schedule,  # noqa: E402
                         outage_cycles, plan_run)
 
@@ -145,3 +145,29 @@ def test_checker_finds_lost_wrongly_dead_and_unreasoned_records(tmp_path: Path) 
     assert r["finish_lost"] == 1, r  # the finish acknowledged for a turn still "running"
     assert r["wrongly_dead"] == 1 and r["dead_without_reason"] == 1, r
     assert r["poison_in_db"] == 0 and r["duplicated"] == 0 and r["unacked_rows"] == {"events": 0, "turns": 0}, r
+
+
+ORPHANED_SPAWN = """Traceback (most recent call last):
+  File "<string>", line 1, in <module>
+  File "/usr/lib/python3.11/multiprocessing/spawn.py", line 122, in spawn_main
+    exitcode = _main(fd, parent_sentinel)
+  File "/usr/lib/python3.11/multiprocessing/spawn.py", line 130, in _main
+    preparation_data = reduction.pickle.load(from_parent)
+EOFError: Ran out of input
+"""
+OURS = """Traceback (most recent call last):
+  File "/src/memory/queue/_writer.py", line 10, in submit
+    raise EOFError("Ran out of input")
+EOFError: Ran out of input
+"""
+
+
+def test_a_spawn_child_orphaned_at_start_is_not_a_failure_but_our_tracebacks_are(tmp_path: Path) -> None:
+    # Regression: the chaos kills parents on purpose; a spawn child whose parent died before
+    # handing it its work prints Python's own start-up traceback, which failed the chaos run.
+    (tmp_path / "a.err").write_text("a warning line\n" + ORPHANED_SPAWN)
+    (tmp_path / "b.err").write_text(ORPHANED_SPAWN + "more\n" + OURS)
+    found = stderr_problems(sorted(tmp_path.glob("*.err")))
+    assert found["orphaned_spawns"] == 2
+    assert found["counts"] == {"Traceback (most recent call last)": 1}
+    assert "memory/queue/_writer.py" in found["samples"][0]

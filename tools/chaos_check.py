@@ -335,23 +335,39 @@ def leftovers(queue_dir: Path) -> dict[str, Any]:
     return {"segments_left": segs, "quarantine_files": len(q_files), "quarantine_sample": q_files[:5]}
 
 
+def orphaned_spawn(traceback: str) -> bool:
+    """A ``spawn`` child whose parent was killed before it handed the child its work: Python's own
+    start-up (``spawn_main`` reading the preparation data from the parent's pipe) hits end of file
+    and prints a traceback before the child imported anything of ours. The chaos kills parents on
+    purpose, so this is the scenario, not a failure of memory."""
+    return ("multiprocessing/spawn.py" in traceback and "pickle.load(from_parent)" in traceback
+            and "EOFError" in traceback and "memory" not in traceback.replace("multiprocessing", ""))
+
+
 def stderr_problems(paths: Iterable[Path]) -> dict[str, Any]:
-    """Tracebacks and fatal errors the processes printed (their logging warnings are expected)."""
+    """Tracebacks and fatal errors the processes printed (their logging warnings are expected);
+    ``orphaned_spawns`` counts the tracebacks of spawn children orphaned at start (not problems)."""
     found: collections.Counter[str] = collections.Counter()
     samples: list[str] = []
+    orphaned = 0
     for path in paths:
         try:
             text = path.read_text(errors="replace")
         except OSError:
             continue
         for marker in ("Traceback (most recent call last)", "Fatal Python error", "Exception ignored"):
-            n = text.count(marker)
-            if n:
-                if not found[marker]:  # one sample of each kind
-                    at = text.index(marker)
-                    samples.append(f"{path.name}: {text[at:at + 1500]}")
-                found[marker] += n
-    return {"counts": dict(found), "samples": samples}
+            at = text.find(marker)
+            while at >= 0:
+                nxt = text.find(marker, at + 1)
+                block = text[at:nxt if nxt >= 0 else len(text)][:4000]
+                if marker.startswith("Traceback") and orphaned_spawn(block):
+                    orphaned += 1
+                else:
+                    if not found[marker]:  # one sample of each kind
+                        samples.append(f"{path.name}: {block[:1500]}")
+                    found[marker] += 1
+                at = nxt
+    return {"counts": dict(found), "samples": samples, "orphaned_spawns": orphaned}
 
 
 def tail(path: Path, n: int = 1500) -> str:
