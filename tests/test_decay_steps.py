@@ -237,3 +237,37 @@ def test_a_failed_run_is_retried_soon_then_less_often(store: Any) -> None:
     assert waits == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
     failing[0] = False
     assert sched.loop_once() is not None and sched.failures == 0 and sched.due_in() == 3600
+
+
+def test_a_waiting_request_goes_before_the_runs_next_step() -> None:
+    # Regression: the step lock was a plain Lock; a run re-taking it right after each step starved
+    # a waiting forget for the whole run (seen on a loaded machine: forget returned after page 152
+    # of 152). Requests first: the run's next step waits until the waiting request is done.
+    from memory.decay._plugin import _Steps
+
+    steps, order = _Steps(), []
+    in_step, requested = threading.Event(), threading.Event()
+
+    def request() -> None:
+        requested.set()
+        with steps.request():
+            order.append("request")
+
+    with steps.step():
+        in_step.set()
+        t = threading.Thread(target=request)
+        t.start()
+        assert requested.wait(5)
+        assert wait_for(lambda: steps._waiting == 1, 5)
+        order.append("step 1")
+    with steps.step():  # at once, from the thread that just let go
+        order.append("step 2")
+    t.join(5)
+    assert order == ["step 1", "request", "step 2"], order
+    # Patience: a request that never ends cannot hold a run's step for good.
+    slow = _Steps(patience=0.2)
+    slow._waiting = 1  # a request counted but stuck before the lock
+    started = time.monotonic()
+    with slow.step():
+        pass
+    assert 0.15 < time.monotonic() - started < 5

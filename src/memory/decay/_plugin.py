@@ -96,6 +96,39 @@ def _holder_id() -> str:
     return f"{socket.gethostname()[:100]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+class _Steps:
+    """The step lock, requests first. A run takes it per step, ``forget``/``restore`` per request;
+    a run's next step waits while a request waits, so a request waits for at most the step in
+    progress. (``threading.Lock`` is not fair: a run re-taking it at once after each step starved
+    a waiting request for the whole run on a busy machine.) A run waits at most ``patience``
+    seconds for requests, so a stream of them cannot stall it for good either."""
+
+    def __init__(self, patience: float = 30.0) -> None:
+        self._lock = threading.Lock()
+        self._turn = threading.Condition()
+        self._waiting = 0
+        self._patience = patience
+
+    @contextlib.contextmanager
+    def request(self) -> Iterator[None]:
+        with self._turn:
+            self._waiting += 1
+        try:
+            with self._lock:
+                yield
+        finally:
+            with self._turn:
+                self._waiting -= 1
+                self._turn.notify_all()
+
+    @contextlib.contextmanager
+    def step(self) -> Iterator[None]:
+        with self._turn:
+            self._turn.wait_for(lambda: self._waiting == 0, timeout=self._patience)
+        with self._lock:
+            yield
+
+
 class Decay:
     """Decay over one store; a plug-in of the service (``start`` / ``stop`` / ``health``, see
     ``memory._plugin``). ``vault_root`` is needed to forget and restore notes (their files);
@@ -115,7 +148,7 @@ class Decay:
         # One run at a time in this process; and one step (a run's transaction or file move, or
         # a whole forget/restore) at a time, so a request waits for one step, never for a run.
         self._run_lock = threading.Lock()
-        self._lock = threading.Lock()
+        self._steps = _Steps()
 
     # -- the plug-in contract ------------------------------------------------------------------------
     def start(self) -> None:
@@ -145,7 +178,7 @@ class Decay:
         if shared is not None:
             yield shared
             return
-        with self._lock, self.store.transaction() as cur:
+        with self._steps.step(), self.store.transaction() as cur:
             yield cur
 
     # -- the touch hook (called by the writer inside its transaction) -------------------------------
@@ -183,7 +216,7 @@ class Decay:
             # It holds the step lock throughout (forget/restore would wait on its database lock anyway).
             report: list[_policy.DecayReport] = []
             try:
-                with self._lock, self.store.transaction() as cur:
+                with self._steps.step(), self.store.transaction() as cur:
                     report.append(self._run(now, cur, _Progress(lambda: True), t0))
                     raise _Rollback
             except _Rollback:
@@ -329,7 +362,7 @@ class Decay:
             for tomb in pending:
                 if not progress.go():
                     return tuple(failures)
-                with self._lock:  # one step; and a forget or restore of this note is not halfway
+                with self._steps.step():  # one step; and a forget or restore of this note is not halfway
                     current = next((t for t in self.store.tombstones_of(tomb.item_id) if t.kind == tomb.kind), None)
                     if current is None or current.file_state != "pending":
                         continue  # restored, or settled by a forget, since the page was read
@@ -375,7 +408,7 @@ class Decay:
                                                                   f"{MAX_ID} characters)")
         at = float(self.clock() if now is None else now)
         reason = str(reason or "forgotten by request")[:1000]
-        with self._lock:
+        with self._steps.request():
             kind = self.store.item_kind(item_id)
             if kind is None:
                 tombs = self.store.tombstones_of(item_id)
@@ -418,7 +451,7 @@ class Decay:
         if not isinstance(item_id, str) or not item_id.strip() or len(item_id) > MAX_ID:
             return RestoreResult(False, str(item_id)[:MAX_ID], None, "not an item id")
         at = float(self.clock() if now is None else now)
-        with self._lock:
+        with self._steps.request():
             tombs = self.store.tombstones_of(item_id)
             if not tombs:
                 return RestoreResult(False, item_id, None, "not forgotten (no tombstone)")
