@@ -133,6 +133,38 @@ def appends(dsn: str, n: int) -> dict[str, Any]:
             svc.close(timeout=30)
 
 
+def solo(dsn: str, n: int) -> dict[str, tuple[float, float]]:
+    """p50/p99 of ``n`` add_edge calls on a service of their own, then ``n`` append_event calls on
+    another: bench_store's hot-path measure (each call type alone, the writer draining)."""
+    out: dict[str, tuple[float, float]] = {}
+    for what in ("add_edge", "append_event"):
+        with tempfile.TemporaryDirectory() as d:
+            svc = MemoryService.from_config(service_cfg(dsn, Path(d)))
+            svc.initialize()
+            try:
+                obs = [sample_obs(i) for i in range(n)]
+                nodes = [f"{i:026x}" for i in range(n + 1)]
+                lat: list[int] = []
+                clock = time.perf_counter_ns
+                if what == "add_edge":
+                    add = svc.graph.add_edge
+                    for i in range(n):
+                        t = clock()
+                        add(nodes[i], nodes[i + 1], "related_to", 0.5)
+                        lat.append(clock() - t)
+                else:
+                    append = svc.append_event
+                    for o in obs:
+                        t = clock()
+                        append(o, "bench")
+                        lat.append(clock() - t)
+                assert svc.flush(300)
+            finally:
+                svc.close(timeout=5)
+        out[what] = (pct(lat, 50), pct(lat, 99))
+    return out
+
+
 def tail(calls: list[tuple[int, ...]], causes: Sequence[str]) -> tuple[str, str]:
     """(what happened during the slowest 1 % of calls, the p99 of the calls none of it happened to)."""
     p99 = pct([c[0] for c in calls], 99)
@@ -189,7 +221,8 @@ def recall_boost(dsn: str, items: int, queries: int, seed: int = 5) -> dict[str,
             svc.close(timeout=30)
 
 
-def rows_for(backend: str, a: dict[str, Any], r: dict[str, Any], items: int) -> list[tuple[str, ...]]:
+def rows_for(backend: str, a: dict[str, Any], r: dict[str, Any], items: int,
+             alone: dict[str, tuple[float, float]]) -> list[tuple[str, ...]]:
     e, b = [c[0] for c in a["add_edge"]], [c[0] for c in a["append_event"]]
     e99, b99 = pct(e, 99), pct(b, 99)
     (e_why, e_quiet), (b_why, b_quiet) = tail(a["add_edge"], a["causes"]), tail(a["append_event"], a["causes"])
@@ -200,6 +233,10 @@ def rows_for(backend: str, a: dict[str, Any], r: dict[str, Any], items: int) -> 
          f"load {a['load']:.1f}"),
         (backend, "add_edge's slowest 1 %: the call was ...", e_why, "", f"append_event's: {b_why}"),
         (backend, "add_edge p99 of the calls none of that happened to", e_quiet, "", f"append_event {b_quiet}"),
+        (backend, "add_edge p50 / p99, each call type alone (bench_store's measure)",
+         f"{us(alone['add_edge'][0])} / {us(alone['add_edge'][1])}", "p99 ≤ 50 µs",
+         f"append_event {us(alone['append_event'][0])} / {us(alone['append_event'][1])} "
+         f"(p99 ×{alone['add_edge'][1] / alone['append_event'][1]:.2f})"),
         (backend, f"recall p50 / p95, boost on ({items:,} events, {r['edges']:,} edges)",
          f"{pct(on, 50) / 1e6:.1f} / {pct(on, 95) / 1e6:.1f} ms", "",
          f"off {pct(off, 50) / 1e6:.1f} / {pct(off, 95) / 1e6:.1f} ms (p95 ×{pct(on, 95) / pct(off, 95):.2f}); "
@@ -214,10 +251,12 @@ def run(backends: Sequence[str], sizes: Sizes) -> list[tuple[str, ...]]:
         note(f"{backend}: add_edge / append_event, {sizes.calls:,} calls each")
         with fresh_dsn(backend) as dsn:
             a = appends(dsn, sizes.calls)
+        with fresh_dsn(backend) as dsn:
+            alone = solo(dsn, sizes.calls)
         note(f"{backend}: recall with the boost at {sizes.items:,} events")
         with fresh_dsn(backend) as dsn:
             r = recall_boost(dsn, sizes.items, sizes.queries)
-        rows += rows_for(backend, a, r, sizes.items)
+        rows += rows_for(backend, a, r, sizes.items, alone)
     return rows
 
 
