@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,8 @@ import pytest
 from memory.decay import Decay, DecayConfig, DecayScheduler
 
 from .conftest import wait_for
-from .test_decay import DAY, T0, add_events, decay_store
+from .test_decay import DAY, T0, add_events
+from .test_decay import store as store  # noqa: F401 - the fixture, shared
 
 CHILD = r"""
 import json, os, sys, time
@@ -46,15 +46,6 @@ while time.time() < start_at:
 report = sched.loop_once()
 print(json.dumps({"ran": report is not None, "adopted": report.adopted if report else None}), flush=True)
 """
-
-
-@pytest.fixture
-def store(dsn: str) -> Iterator[Any]:
-    s = decay_store(dsn)
-    try:
-        yield s
-    finally:
-        s.dispose()
 
 
 def spawn(tmp_path: Path, dsn: str, mode: str, start_at: float) -> subprocess.Popen[str]:

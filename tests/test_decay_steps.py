@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,16 +15,8 @@ from memory import StoreError
 from memory.decay import Decay, DecayConfig, DecayScheduler
 
 from .conftest import wait_for
-from .test_decay import DAY, T0, add_events, decay_store
-
-
-@pytest.fixture
-def store(dsn: str) -> Iterator[Any]:
-    s = decay_store(dsn)
-    try:
-        yield s
-    finally:
-        s.dispose()
+from .test_decay import DAY, T0, add_events
+from .test_decay import store as store  # noqa: F401 - the fixture, shared
 
 
 class PublicOnly:
